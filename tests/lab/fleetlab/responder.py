@@ -1,0 +1,672 @@
+"""A real OCSP responder (RFC 6960) for one lab CA, with faults that can be switched while it runs.
+
+Start it as a process (script path or ``python3 -m fleetlab.responder`` with tests/lab on sys.path)::
+
+    responder.py --ca-dir PKI/alpha --port 8801 --mode-file RUN/alpha.mode [--listen 127.0.0.1 --listen ::1] [--log F]
+
+The mode file holds one word from MODES (missing file = ``ok``). The responder polls it every 0.1 s; once a new
+mode is in effect it writes ``<mode-file>.applied`` with that word. The first ``.applied`` is written after the
+listening sockets are open, so it doubles as a readiness signal. Controllers use ``set_mode()``.
+
+Answers come from ``<ca-dir>/index.json`` (re-read whenever it changes); the signer is the CA's delegated OCSP
+signer, named in the response by key hash, and its certificate is included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import datetime
+import errno
+import http.server
+import logging
+import os
+import signal
+import socket
+import socketserver
+import sys
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509 import ocsp
+
+if __package__ in (None, ""):
+    # Run as a script path: make the fleetlab package importable the same way `-m` would.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fleetlab import pki  # noqa: E402  (needs the path fix above when run as a script)
+
+MODES = (
+    "ok",
+    "down",
+    "hang",
+    "html",
+    "http500",
+    "garbage",
+    "trylater",
+    "unauthorized",
+    "wrong-signer",
+    "expired",
+    "future",
+)
+DEFAULT_LISTEN = ("127.0.0.1", "::1")
+MODE_POLL_SECONDS = 0.1
+HANG_MAX_SECONDS = 300.0
+MAX_REQUEST_BYTES = 64 * 1024
+OCSP_RESPONSE_TYPE = "application/ocsp-response"
+
+CAPTIVE_PORTAL_HTML = b"""<!DOCTYPE html>
+<html><head><title>Guest Wi-Fi - Sign in</title></head>
+<body><h1>Welcome to FleetNet Guest Wi-Fi</h1>
+<p>Please accept the terms of use to continue browsing.</p>
+<form method="post" action="/login"><input name="email" placeholder="E-mail">
+<button type="submit">Accept and connect</button></form></body></html>
+"""
+
+log = logging.getLogger("fleetlab.responder")
+
+
+# ---------------------------------------------------------------------------------------------- controller side
+
+
+def applied_file(mode_file: Path) -> Path:
+    return Path(f"{mode_file}.applied")
+
+
+def read_applied_mode(mode_file: Path) -> str | None:
+    try:
+        return applied_file(mode_file).read_text().strip()
+    except FileNotFoundError:
+        return None
+
+
+def wait_until_applied(mode_file: Path, mode: str, timeout: float = 5) -> None:
+    """Block until the responder reports `mode` in effect; TimeoutError otherwise."""
+    deadline = time.monotonic() + timeout
+    while read_applied_mode(mode_file) != mode:
+        if time.monotonic() > deadline:
+            found = read_applied_mode(mode_file)
+            raise TimeoutError(
+                f"OCSP responder did not apply mode {mode!r} within {timeout} s "
+                f"({applied_file(mode_file)} says {found!r}); is it running with --mode-file {mode_file}?"
+            )
+        time.sleep(0.02)
+
+
+def set_mode(mode_file: Path, mode: str, timeout: float = 5) -> None:
+    """Switch a running responder to `mode` and return once it is in effect."""
+    if mode not in MODES:
+        raise ValueError(f"unknown OCSP responder mode {mode!r}; valid modes: {', '.join(MODES)}")
+    pki.write_atomic(Path(mode_file), f"{mode}\n".encode())
+    wait_until_applied(Path(mode_file), mode, timeout)
+
+
+def ipv6_loopback_available() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def find_free_port(addresses: tuple[str, ...] = DEFAULT_LISTEN) -> int:
+    """A port that is free on every address (unavailable IPv6 is ignored), found by binding port 0.
+
+    The port is released again before returning, so another process could take it first; fine for a lab.
+    """
+    families = {address: socket.AF_INET6 if ":" in address else socket.AF_INET for address in addresses}
+    usable = [a for a in addresses if families[a] == socket.AF_INET or ipv6_loopback_available()]
+    for _attempt in range(50):
+        with socket.socket(families[usable[0]], socket.SOCK_STREAM) as first:
+            first.bind((usable[0], 0))
+            port = first.getsockname()[1]
+            if all(_port_free(address, families[address], port) for address in usable[1:]):
+                return port
+    raise OSError(f"no port is free on all of {', '.join(usable)}")
+
+
+def _port_free(address: str, family: int, port: int) -> bool:
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((address, port))
+        return True
+    except OSError:
+        return False
+
+
+def responder_command(
+    ca_dir: Path, port: int, mode_file: Path, listen: list[str] | None = None, log_file: Path | None = None
+) -> list[str]:
+    """The argv that starts a responder with the current interpreter."""
+    argv = [sys.executable, str(Path(__file__).resolve()), "--ca-dir", str(ca_dir), "--port", str(port)]
+    argv += ["--mode-file", str(mode_file)]
+    for address in listen or []:
+        argv += ["--listen", address]
+    if log_file is not None:
+        argv += ["--log", str(log_file)]
+    return argv
+
+
+# ---------------------------------------------------------------------------------------------- state
+
+
+class ModeState:
+    """The mode in effect; hanging handlers wait on it so that a switch releases them at once."""
+
+    def __init__(self) -> None:
+        self._mode = "ok"
+        self._changed = threading.Condition()
+
+    @property
+    def mode(self) -> str:
+        with self._changed:
+            return self._mode
+
+    def set(self, mode: str) -> None:
+        with self._changed:
+            self._mode = mode
+            self._changed.notify_all()
+
+    def wait_while(self, mode: str, timeout: float) -> None:
+        with self._changed:
+            self._changed.wait_for(lambda: self._mode != mode, timeout=timeout)
+
+
+@dataclass
+class Signer:
+    cert: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+
+class CaMaterial:
+    """What the responder answers with: issuer, signers and the (reloadable) status index."""
+
+    def __init__(self, ca_dir: Path) -> None:
+        ca = pki.load_ca(ca_dir.parent, ca_dir.name)
+        pki.ensure_rogue_signer(ca)
+        self.ca = ca
+        self.issuer = pki.load_cert(ca.intermediate_pem)
+        self.signer = Signer(pki.load_cert(ca.ocsp_signer_pem), pki.load_key(ca.ocsp_signer_key))
+        self.rogue = Signer(pki.load_cert(ca.rogue_signer_pem), pki.load_key(ca.rogue_signer_key))
+        self._last_good_index: dict[str, dict] = {}
+
+    def index_entry(self, serial: int) -> dict | None:
+        """Read on every request: the file is tiny, and an mtime cache could miss two writes in one clock tick."""
+        try:
+            index = pki.read_index(self.ca)
+        except ValueError as exc:
+            # Keep answering from the last good index rather than failing every request.
+            log.warning("ignoring unreadable %s: %s", self.ca.index_json, exc)
+            index = self._last_good_index
+        self._last_good_index = index
+        return {key.lower(): value for key, value in index.items()}.get(pki.serial_to_hex(serial))
+
+    def issuer_hashes(self, algorithm: hashes.HashAlgorithm) -> tuple[bytes, bytes]:
+        """CertID issuer hashes of our intermediate, computed with the algorithm the client chose."""
+        name_der = self.issuer.subject.public_bytes()
+        key_bits = _public_key_bits(self.issuer)
+        return _digest(algorithm, name_der), _digest(algorithm, key_bits)
+
+
+def _digest(algorithm: hashes.HashAlgorithm, data: bytes) -> bytes:
+    hasher = hashes.Hash(algorithm)
+    hasher.update(data)
+    return hasher.finalize()
+
+
+def _public_key_bits(cert: x509.Certificate) -> bytes:
+    """The subjectPublicKey BIT STRING contents: for EC keys that is the uncompressed point."""
+    public_key = cert.public_key()
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return public_key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
+
+
+# ---------------------------------------------------------------------------------------------- OCSP logic
+
+
+def parse_request_der(der: bytes) -> ocsp.OCSPRequest | None:
+    """None for anything cryptography cannot read, including requests for several certificates at once."""
+    try:
+        request = ocsp.load_der_ocsp_request(der)
+        request.hash_algorithm  # raises for hash algorithms cryptography does not know
+        return request
+    except Exception:  # noqa: BLE001 - any parse failure is the client's malformed request
+        return None
+
+
+def decode_get_path(path: str) -> bytes | None:
+    """DER from a GET path: `{url}/{url-encoding of base64(DER)}` (RFC 6960 appendix A.1).
+
+    The responder URL may itself have a path, and some clients leave '/' of the base64 unencoded, so try every
+    suffix of the path, longest first, and accept standard or URL-safe base64 with or without padding.
+    """
+    raw_path = path.split("?", 1)[0].lstrip("/")
+    segments = raw_path.split("/")
+    for start in range(len(segments)):
+        text = urllib.parse.unquote("/".join(segments[start:])).strip()
+        der = _decode_base64(text)
+        if der is not None and parse_request_der(der) is not None:
+            return der
+    return None
+
+
+def _decode_base64(text: str) -> bytes | None:
+    if not text:
+        return None
+    # Map the URL-safe alphabet onto the standard one, so one strict decode accepts either spelling.
+    standard = text.replace("-", "+").replace("_", "/")
+    padded = standard + "=" * (-len(standard) % 4)
+    try:
+        return base64.b64decode(padded.encode("ascii"), validate=True)
+    except (binascii.Error, ValueError):  # UnicodeEncodeError is a ValueError too
+        return None
+
+
+def unsuccessful_response(status: ocsp.OCSPResponseStatus) -> bytes:
+    return ocsp.OCSPResponseBuilder.build_unsuccessful(status).public_bytes(serialization.Encoding.DER)
+
+
+@dataclass
+class CertAnswer:
+    status: ocsp.OCSPCertStatus
+    revocation_time: datetime.datetime | None = None
+    revocation_reason: x509.ReasonFlags | None = None
+
+    @property
+    def label(self) -> str:
+        return self.status.name.lower()
+
+
+def look_up_status(material: CaMaterial, request: ocsp.OCSPRequest) -> CertAnswer:
+    """good/revoked from the index; unknown when the serial is not there or the CertID names another issuer."""
+    name_hash, key_hash = material.issuer_hashes(request.hash_algorithm)
+    if (request.issuer_name_hash, request.issuer_key_hash) != (name_hash, key_hash):
+        return CertAnswer(ocsp.OCSPCertStatus.UNKNOWN)
+    entry = material.index_entry(request.serial_number)
+    if entry is None:
+        return CertAnswer(ocsp.OCSPCertStatus.UNKNOWN)
+    if entry.get("status") != "revoked":
+        return CertAnswer(ocsp.OCSPCertStatus.GOOD)
+    return CertAnswer(ocsp.OCSPCertStatus.REVOKED, _revocation_time(entry), _reason_flag(entry.get("reason")))
+
+
+def _revocation_time(entry: dict) -> datetime.datetime:
+    try:
+        revoked_at = datetime.datetime.fromisoformat(entry.get("revoked_at") or "")
+    except ValueError:
+        return pki.utc_now()
+    if revoked_at.tzinfo is None:
+        return revoked_at.replace(tzinfo=datetime.timezone.utc)
+    return revoked_at
+
+
+def _reason_flag(reason: str | None) -> x509.ReasonFlags | None:
+    try:
+        return x509.ReasonFlags(reason) if reason else None
+    except ValueError:
+        return None
+
+
+def validity_window(mode: str, now: datetime.datetime) -> tuple[datetime.datetime, datetime.datetime]:
+    """thisUpdate/nextUpdate: sane in ok mode, deliberately stale or early in the time fault modes."""
+    if mode == "expired":
+        return now - datetime.timedelta(days=2), now - datetime.timedelta(days=1)
+    if mode == "future":
+        return now + datetime.timedelta(days=1), now + datetime.timedelta(days=2)
+    return now - datetime.timedelta(minutes=1), now + datetime.timedelta(hours=1)
+
+
+def _naive_utc(moment: datetime.datetime | None) -> datetime.datetime | None:
+    # Older cryptography (Debian's 38) wants naive UTC datetimes in the OCSP builder.
+    if moment is None:
+        return None
+    return moment.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+
+
+def _add_single_response(
+    builder: ocsp.OCSPResponseBuilder,
+    material: CaMaterial,
+    request: ocsp.OCSPRequest,
+    answer: CertAnswer,
+    window: tuple[datetime.datetime, datetime.datetime],
+) -> ocsp.OCSPResponseBuilder:
+    this_update, next_update = window
+    if hasattr(builder, "add_response_by_hash"):
+        # Echo the client's CertID exactly, even for an issuer we do not know (answer: unknown).
+        return builder.add_response_by_hash(
+            issuer_name_hash=request.issuer_name_hash,
+            issuer_key_hash=request.issuer_key_hash,
+            serial_number=request.serial_number,
+            algorithm=request.hash_algorithm,
+            cert_status=answer.status,
+            this_update=this_update,
+            next_update=next_update,
+            revocation_time=answer.revocation_time,
+            revocation_reason=answer.revocation_reason,
+        )
+    # Older cryptography builds the CertID from certificates only: use a stand-in with the asked serial.
+    return builder.add_response(
+        cert=_stand_in_cert(material, request.serial_number),
+        issuer=material.issuer,
+        algorithm=request.hash_algorithm,
+        cert_status=answer.status,
+        this_update=_naive_utc(this_update),
+        next_update=_naive_utc(next_update),
+        revocation_time=_naive_utc(answer.revocation_time),
+        revocation_reason=answer.revocation_reason,
+    )
+
+
+def _stand_in_cert(material: CaMaterial, serial: int) -> x509.Certificate:
+    now = _naive_utc(pki.utc_now())
+    return (
+        x509.CertificateBuilder()
+        .subject_name(material.issuer.subject)
+        .issuer_name(material.issuer.subject)
+        .public_key(material.rogue.key.public_key())
+        .serial_number(serial)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(material.rogue.key, hashes.SHA256())
+    )
+
+
+def successful_response(material: CaMaterial, request: ocsp.OCSPRequest, mode: str) -> tuple[bytes, str]:
+    """A signed BasicOCSPResponse for the request, and the status label for the log."""
+    answer = look_up_status(material, request)
+    signer = material.rogue if mode == "wrong-signer" else material.signer
+    builder = ocsp.OCSPResponseBuilder()
+    builder = _add_single_response(builder, material, request, answer, validity_window(mode, pki.utc_now()))
+    builder = builder.responder_id(ocsp.OCSPResponderEncoding.HASH, signer.cert).certificates([signer.cert])
+    for extension in request.extensions:
+        if isinstance(extension.value, x509.OCSPNonce):
+            builder = builder.add_extension(extension.value, critical=False)
+    response = builder.sign(signer.key, hashes.SHA256())
+    return response.public_bytes(serialization.Encoding.DER), answer.label
+
+
+# ---------------------------------------------------------------------------------------------- HTTP side
+
+
+@dataclass
+class HttpAnswer:
+    code: int
+    content_type: str
+    body: bytes
+    log_status: str
+
+
+UNSUCCESSFUL_MODES = {
+    "trylater": ocsp.OCSPResponseStatus.TRY_LATER,
+    "unauthorized": ocsp.OCSPResponseStatus.UNAUTHORIZED,
+}
+
+
+def answer_for(material: CaMaterial, mode: str, request: ocsp.OCSPRequest | None) -> HttpAnswer:
+    """What to send back for a request (None: did not parse) that arrived in `mode` (not down or hang)."""
+    if mode == "html":
+        return HttpAnswer(200, "text/html; charset=utf-8", CAPTIVE_PORTAL_HTML, "html")
+    if mode == "http500":
+        return HttpAnswer(500, "text/plain; charset=utf-8", b"500 Internal Server Error: OCSP backend down\n", "http500")
+    if mode == "garbage":
+        # Never starts with 0x30 (SEQUENCE), so no DER parser can mistake it for a response.
+        return HttpAnswer(200, OCSP_RESPONSE_TYPE, b"\xff" + os.urandom(255), "garbage")
+    if mode in UNSUCCESSFUL_MODES:
+        return HttpAnswer(200, OCSP_RESPONSE_TYPE, unsuccessful_response(UNSUCCESSFUL_MODES[mode]), mode)
+    if request is None:
+        body = unsuccessful_response(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
+        return HttpAnswer(200, OCSP_RESPONSE_TYPE, body, "malformed")
+    body, label = successful_response(material, request, mode)
+    return HttpAnswer(200, OCSP_RESPONSE_TYPE, body, label)
+
+
+class OcspHandler(http.server.BaseHTTPRequestHandler):
+    # HTTP/1.0: one request per connection, which is what OCSP clients (Apache's included) send.
+    protocol_version = "HTTP/1.0"
+    # The base class answers an unparsable request line HTTP/0.9-style (a bare body, no status line);
+    # clients deserve a real "HTTP/1.0 400" instead.
+    default_request_version = "HTTP/1.0"
+    server_version = "fleetlab-ocsp/1"
+    timeout = 30  # a silent client must not hold a thread forever
+
+    server: "OcspServer"
+
+    def do_POST(self) -> None:  # noqa: N802 - name fixed by BaseHTTPRequestHandler
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            self._send_plain(400, "a POST needs a numeric Content-Length")
+            return
+        if not 0 <= length <= MAX_REQUEST_BYTES:
+            self._send_plain(400, f"Content-Length must be 0..{MAX_REQUEST_BYTES}")
+            return
+        self._serve(self.rfile.read(length))
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._serve(decode_get_path(self.path))
+
+    def _serve(self, request_der: bytes | None) -> None:
+        mode = self.server.modes.mode
+        # Parsed in every mode, so that the log names the serial a client asked about even during faults.
+        request = parse_request_der(request_der) if request_der is not None else None
+        serial = pki.serial_to_hex(request.serial_number) if request is not None else "-"
+        if mode == "hang":
+            self._hang(serial)
+            return
+        try:
+            answer = answer_for(self.server.material, mode, request)
+        except Exception as exc:  # noqa: BLE001 - keep serving whatever went wrong with one request
+            log.exception("failed to answer a request")
+            answer = HttpAnswer(500, "text/plain", f"responder error: {exc}\n".encode(), "error")
+        self._log_request(mode, serial, answer.log_status)
+        self._send(answer.code, answer.content_type, answer.body)
+
+    def _hang(self, serial: str) -> None:
+        """Read the request (done), then say nothing until the mode changes; the connection then just closes."""
+        self._log_request("hang", serial, "no-answer")
+        self.close_connection = True
+        self.server.modes.wait_while("hang", HANG_MAX_SECONDS)
+
+    def _send(self, code: int, content_type: str, body: bytes) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")  # the lab's faults must reach clients, not caches
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _send_plain(self, code: int, text: str) -> None:
+        self._log_request(self.server.modes.mode, "-", f"http{code}")
+        self._send(code, "text/plain; charset=utf-8", f"{text}\n".encode())
+
+    def _log_request(self, mode: str, serial: str, status: str) -> None:
+        log.info("client=%s method=%s mode=%s serial=%s status=%s",
+                 self.client_address[0], self.command, mode, serial, status)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - signature fixed by the base class
+        # The base class logs every request and error to stderr; only errors are worth a line here
+        # (e.g. a non-HTTP request line answered with 400), requests get our own line above.
+        if args and str(args[0]).isdigit() and int(str(args[0])) >= 400:
+            log.info("client=%s http-error %s", self.client_address[0], format % args)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
+class OcspServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    # A hanging request must not make closing the listener (mode down, SIGTERM) wait for it.
+    block_on_close = False
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], family: int, material: CaMaterial, modes: ModeState) -> None:
+        self.address_family = family
+        self.material = material
+        self.modes = modes
+        super().__init__(address, OcspHandler)
+
+    def server_bind(self) -> None:
+        if self.address_family == socket.AF_INET6:
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        # Skip HTTPServer.server_bind: its getfqdn() can stall on a host without working reverse DNS.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[0], self.server_address[1]
+
+    def handle_error(self, request: object, client_address: tuple) -> None:
+        log.warning("client=%s connection error: %s", client_address[0], sys.exc_info()[1])
+
+
+class Listeners:
+    """The listening sockets on every address; closed in mode down so connections are refused."""
+
+    def __init__(self, addresses: list[str], port: int, material: CaMaterial, modes: ModeState) -> None:
+        self.addresses = addresses
+        self.port = port
+        self.material = material
+        self.modes = modes
+        self.servers: list[OcspServer] = []
+
+    @property
+    def is_open(self) -> bool:
+        return bool(self.servers)
+
+    def open(self) -> None:
+        for address in self.addresses:
+            server = self._bind(address)
+            if server is None:
+                continue
+            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+            thread.start()
+            self.servers.append(server)
+        if not self.servers:
+            raise OSError(f"could not listen on any of {', '.join(self.addresses)} port {self.port}")
+
+    def _bind(self, address: str) -> OcspServer | None:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        try:
+            server = OcspServer((address, self.port), family, self.material, self.modes)
+        except OSError as exc:
+            if family == socket.AF_INET6 and exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+                log.info("IPv6 unavailable, not listening on [%s]:%d: %s", address, self.port, exc)
+                return None
+            raise
+        log.info("listening on %s port %d", f"[{address}]" if family == socket.AF_INET6 else address, self.port)
+        return server
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.shutdown()
+            server.server_close()
+        self.servers = []
+        log.info("listeners closed (port %d refuses connections)", self.port)
+
+
+# ---------------------------------------------------------------------------------------------- main loop
+
+
+def read_mode_file(mode_file: Path) -> str:
+    try:
+        return mode_file.read_text().strip().lower() or "ok"
+    except FileNotFoundError:
+        return "ok"
+
+
+class ModeController:
+    """Follows the mode file: applies a new mode (closing or reopening listeners), then confirms it."""
+
+    def __init__(self, mode_file: Path, listeners: Listeners, modes: ModeState) -> None:
+        self.mode_file = mode_file
+        self.listeners = listeners
+        self.modes = modes
+        self.applied: str | None = None
+        self.last_rejected: str | None = None  # so an unknown word is logged once, not ten times a second
+
+    def poll(self) -> None:
+        wanted = read_mode_file(self.mode_file)
+        if wanted == self.applied:
+            return
+        if wanted not in MODES:
+            if wanted != self.last_rejected:
+                log.warning("mode file %s holds unknown mode %r; keeping %s", self.mode_file, wanted, self.applied)
+            self.last_rejected = wanted
+            return
+        self._apply(wanted)
+
+    def _apply(self, mode: str) -> None:
+        if mode == "down" and self.listeners.is_open:
+            self.listeners.close()
+        if mode != "down" and not self.listeners.is_open:
+            self.listeners.open()
+        self.modes.set(mode)
+        self.applied = mode
+        pki.write_atomic(applied_file(self.mode_file), f"{mode}\n".encode())
+        log.info("mode %s applied", mode)
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="fleetlab OCSP responder with switchable faults")
+    parser.add_argument("--ca-dir", required=True, type=Path, help="CA directory made by fleetlab.pki.build_ca")
+    parser.add_argument("--port", required=True, type=int)
+    parser.add_argument("--listen", action="append", help="address to listen on (repeatable; default 127.0.0.1 and ::1)")
+    parser.add_argument("--mode-file", required=True, type=Path, help=f"holds one of: {', '.join(MODES)}")
+    parser.add_argument("--log", type=Path, help="append the request log here instead of stderr")
+    args = parser.parse_args(argv)
+    if not 0 < args.port < 65536:
+        parser.error("--port must be between 1 and 65535")
+    return args
+
+
+def _setup_logging(log_file: Path | None) -> None:
+    handler: logging.Handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
+    formatter = logging.Formatter("%(asctime)s.%(msecs)03dZ %(message)s", datefmt="%Y-%m-%dT%H:%M:%S")
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    def handle(signum: int, _frame: object) -> None:
+        log.info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    _setup_logging(args.log)
+    try:
+        material = CaMaterial(args.ca_dir.resolve())
+    except (OSError, ValueError) as exc:
+        log.error("cannot load CA from %s: %s", args.ca_dir, exc)
+        return 2
+    modes = ModeState()
+    listeners = Listeners(args.listen or list(DEFAULT_LISTEN), args.port, material, modes)
+    controller = ModeController(args.mode_file, listeners, modes)
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    try:
+        controller.poll()
+        while not stop.wait(MODE_POLL_SECONDS):
+            controller.poll()
+    except OSError as exc:
+        log.error("responder for %s cannot listen: %s", material.ca.name, exc)
+        return 1
+    if listeners.is_open:
+        listeners.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
