@@ -1,0 +1,254 @@
+"""The lab fleet end to end, driven through its command line as a person or CI would drive it.
+
+Real Apache processes, real OCSP over HTTP, checked with the OpenSSL command line: `s_client -status` for
+what each vhost staples and `openssl ocsp` for what each fault mode answers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from fleetlab import responder
+from fleetlab.staple_check import check_staple
+
+LAB_PY = Path(__file__).resolve().parent.parent / "lab.py"
+HOSTS = 3
+
+
+def free_port_block(size: int) -> int:
+    """A base port whose next ``size`` ports are free on IPv4 loopback (and IPv6 where there is one)."""
+    for base in range(21000 + (os.getpid() % 50) * 40, 40000, 40):
+        if all(_port_free(port) for port in range(base, base + size)):
+            return base
+    raise RuntimeError("no free block of loopback ports")
+
+
+def _port_free(port: int) -> bool:
+    families = [(socket.AF_INET, "127.0.0.1")]
+    if responder.ipv6_loopback_available():
+        families.append((socket.AF_INET6, "::1"))
+    for family, address in families:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((address, port))
+            except OSError:
+                return False
+    return True
+
+
+def lab_cli(directory: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, str(LAB_PY), "--dir", str(directory), *args],
+                            capture_output=True, text=True, timeout=120, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(f"lab.py {' '.join(args)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+    return result
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        return bool(Path(f"/proc/{pid}/cmdline").read_bytes())
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def lab():
+    directory = Path(tempfile.mkdtemp(prefix="fleet-lab-test-"))
+    lab_cli(directory, "up", "--hosts", str(HOSTS), "--base-port", str(free_port_block(20)))
+    state = json.loads((directory / "lab.json").read_text())
+    yield {"dir": directory, "state": state}
+    lab_cli(directory, "down", check=False)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def bundle(lab: dict, ca: str) -> Path:
+    return lab["dir"] / "pki" / ca / "bundle.pem"
+
+
+def vhosts_of(lab: dict, kind: str | None = None):
+    for host in lab["state"]["hosts"]:
+        for vhost in host["vhosts"]:
+            if kind is None or vhost["kind"] == kind:
+                yield host, vhost
+
+
+def test_each_host_is_its_own_apache_in_a_layout_of_its_own(lab):
+    hosts = lab["state"]["hosts"]
+    assert [h["layout"] for h in hosts] == ["debian", "rhel", "cpanel"]
+    assert len({h["port"] for h in hosts}) == HOSTS
+    for host in hosts:
+        cmdline = Path(f"/proc/{host['pid']}/cmdline").read_bytes().split(b"\0")
+        assert host["server_root"].encode() in cmdline
+        assert int(Path(host["pid_file"]).read_text()) == host["pid"]
+
+
+def test_normal_and_must_staple_vhosts_staple_a_good_response(lab):
+    checked = 0
+    for host, vhost in vhosts_of(lab):
+        if vhost["kind"] not in ("normal", "must-staple"):
+            continue
+        result = check_staple(host["port"], vhost["server_name"], bundle(lab, vhost["ca"]))
+        assert result.handshake_ok, result.output
+        assert result.chain_verified, result.output
+        assert (result.stapled, result.response_status, result.cert_status) == (True, "successful", "good"), \
+            f"{host['name']} {vhost['server_name']}:\n{result.output}"
+        checked += 1
+    assert checked == HOSTS * 2 + 2  # two normal vhosts per host, must-staple on web1 and web3
+
+
+def test_revoked_vhost_staples_revoked(lab):
+    (host, vhost), = vhosts_of(lab, "revoked")
+    result = check_staple(host["port"], vhost["server_name"], bundle(lab, vhost["ca"]))
+    assert (result.stapled, result.cert_status) == (True, "revoked"), result.output
+
+
+def test_certificate_without_ocsp_url_is_served_without_a_staple(lab):
+    for host, vhost in vhosts_of(lab, "no-ocsp-url"):
+        result = check_staple(host["port"], vhost["server_name"], bundle(lab, vhost["ca"]))
+        assert result.handshake_ok and result.chain_verified, result.output
+        assert not result.stapled, result.output
+        assert "AH02218" in Path(host["error_log"]).read_text()
+
+
+def test_inventory_carries_the_apache_contract_for_every_host(lab):
+    inventory_cli = Path(sys.executable).with_name("ansible-inventory")
+    if not inventory_cli.exists():
+        pytest.skip("ansible-inventory is not installed beside this Python (run through make integration)")
+    listed = subprocess.run([str(inventory_cli), "-i", str(lab["dir"] / "inventory.yml"), "--list"],
+                            capture_output=True, text=True, check=True, timeout=60)
+    hostvars = json.loads(listed.stdout)["_meta"]["hostvars"]
+    assert sorted(hostvars) == ["web1", "web2", "web3"]
+    for name, variables in hostvars.items():
+        for key in ("stapling_apache_server_root", "stapling_apache_config_file", "stapling_apache_ctl",
+                    "stapling_apache_reload_command"):
+            assert variables.get(key), f"{name} lacks {key}"
+        configtest = subprocess.run(shlex.split(variables["stapling_apache_ctl"]) + ["-t"],
+                                    capture_output=True, text=True, check=False)
+        assert configtest.returncode == 0 and "Syntax OK" in configtest.stderr, configtest.stderr
+
+
+def test_reload_command_reloads_in_place(lab):
+    host = lab["state"]["hosts"][1]
+    before = Path(host["error_log"]).read_text().count("resuming normal operations")
+    subprocess.run(shlex.split(host["reload"]), check=True, capture_output=True)
+    for _ in range(50):
+        if Path(host["error_log"]).read_text().count("resuming normal operations") > before:
+            break
+        subprocess.run(["sleep", "0.1"], check=True)
+    assert Path(host["error_log"]).read_text().count("resuming normal operations") == before + 1
+    assert int(Path(host["pid_file"]).read_text()) == host["pid"]  # graceful: the master stays
+    vhost = host["vhosts"][0]
+    assert check_staple(host["port"], vhost["server_name"], bundle(lab, vhost["ca"])).stapled
+
+
+# What `openssl ocsp` prints for each fault mode of the responder: an independent client's view.
+FAULT_EXPECTATIONS = {
+    "ok": ["Response verify OK", ": good"],
+    "hang": ["Error querying OCSP responder", "timeout"],
+    "html": ["Error querying OCSP responder", "unexpected content type"],
+    "http500": ["Error querying OCSP responder", "code=500"],
+    "garbage": ["Error querying OCSP responder"],
+    "trylater": ["Responder Error: trylater"],
+    "unauthorized": ["Responder Error: unauthorized"],
+    "wrong-signer": ["Response Verify Failure"],
+    "expired": ["Status times invalid", "status expired"],
+    "future": ["Status times invalid", "status not yet valid"],
+}
+
+
+def openssl_ocsp(lab: dict, ca: str, leaf_name: str, timeout: int = 2) -> str:
+    ca_dir = lab["dir"] / "pki" / ca
+    url = lab["state"]["responders"][ca]["url"]
+    result = subprocess.run(
+        ["openssl", "ocsp", "-issuer", str(ca_dir / "intermediate.pem"), "-cert",
+         str(ca_dir / "leaves" / f"{leaf_name}.pem"), "-url", url, "-CAfile", str(ca_dir / "bundle.pem"),
+         "-timeout", str(timeout)],
+        capture_output=True, text=True, timeout=30, check=False)
+    return result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("mode", sorted(FAULT_EXPECTATIONS))
+def test_fault_mode_switched_by_the_cli_answers_as_named(lab, mode):
+    try:
+        lab_cli(lab["dir"], "fault", "alpha", mode)
+        output = openssl_ocsp(lab, "alpha", "www-alpha.web1.lab.test")
+    finally:
+        lab_cli(lab["dir"], "fault", "alpha", "ok")
+    for expected in FAULT_EXPECTATIONS[mode]:
+        assert expected in output, f"mode {mode}: {expected!r} not in:\n{output}"
+    # the other CA's responder is independent and still answers
+    assert ": good" in openssl_ocsp(lab, "beta", "www-beta.web1.lab.test")
+
+
+def test_down_refuses_connections_and_status_shows_the_mode(lab):
+    port = lab["state"]["responders"]["alpha"]["port"]
+    try:
+        lab_cli(lab["dir"], "fault", "alpha", "down")
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        report = json.loads(lab_cli(lab["dir"], "status", "--json", check=False).stdout)
+        modes = {r["ca"]: r["mode"] for r in report["responders"]}
+        assert modes == {"alpha": "down", "beta": "ok"}
+    finally:
+        lab_cli(lab["dir"], "fault", "alpha", "ok")
+    socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def test_unknown_fault_mode_is_refused_with_the_valid_ones(lab):
+    result = lab_cli(lab["dir"], "fault", "alpha", "sideways", check=False)
+    assert result.returncode != 0
+    assert "trylater" in result.stderr  # argparse lists the valid modes
+
+
+def test_cut_responder_spoils_only_that_cas_staples_on_a_fresh_start(lab):
+    host = lab["state"]["hosts"][1]  # RHEL layout: Apache's stapling defaults, FakeTryLater on
+    try:
+        lab_cli(lab["dir"], "fault", "alpha", "down")
+        lab_cli(lab["dir"], "reset-host", host["name"])  # restart: the stapling cache starts empty
+        alpha = check_staple(host["port"], f"www-alpha.{host['name']}.lab.test", bundle(lab, "alpha"))
+        beta = check_staple(host["port"], f"www-beta.{host['name']}.lab.test", bundle(lab, "beta"))
+        # with its defaults Apache staples a made-up tryLater instead of a real answer (Firefox rejects it)
+        assert alpha.handshake_ok and alpha.response_status == "trylater" and alpha.cert_status is None, alpha.output
+        assert beta.stapled and beta.cert_status == "good", beta.output
+    finally:
+        lab_cli(lab["dir"], "fault", "alpha", "ok")
+        lab_cli(lab["dir"], "reset-host", host["name"])
+    log = Path(host["error_log"]).read_text()
+    assert "AH01974" in log or "AH01941" in log  # Apache itself saw the responder fail
+
+
+def test_teardown_stops_only_what_the_lab_started(tmp_path):
+    directory = Path(tempfile.mkdtemp(prefix="fleet-lab-small-"))
+    base = free_port_block(20)
+    try:
+        lab_cli(directory, "up", "--hosts", "1", "--base-port", str(base))
+        state = json.loads((directory / "lab.json").read_text())
+        # a look-alike responder for the same CA that the lab did not start must survive the teardown
+        ca = state["responders"]["alpha"]
+        decoy = subprocess.Popen(
+            responder.responder_command(Path(ca["ca_dir"]), base + 19, tmp_path / "decoy.mode"),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            responder.wait_until_applied(tmp_path / "decoy.mode", "ok")
+            pids = [h["pid"] for h in state["hosts"]] + [r["pid"] for r in state["responders"].values()]
+            assert all(process_alive(pid) for pid in pids)
+            stopped = lab_cli(directory, "down").stdout
+            assert "web1" in stopped and "responder alpha" in stopped
+            assert not any(process_alive(pid) for pid in pids)
+            assert decoy.poll() is None, "teardown killed a process the lab did not start"
+        finally:
+            decoy.terminate()
+            decoy.wait(timeout=10)
+    finally:
+        lab_cli(directory, "down", check=False)
+        shutil.rmtree(directory, ignore_errors=True)
