@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """The fleet.stapling lab: a local fleet of real Apache hosts and real OCSP responders on loopback.
 
   lab.py up [--hosts N] [--base-port P] [--reset]   build the PKI, start responders and hosts, write inventory.yml

@@ -1,0 +1,59 @@
+# One entry point for the toolchain and the tests. `make test` is what CI runs.
+# Every target runs from the repository root; the scripts live in tests/tools/.
+SHELL := /bin/bash
+PY := .venv/bin/python
+TOOLS := tests/tools
+LAB := $(PY) tests/lab/lab.py
+
+.PHONY: help deps sanity units lint changelog-lint build integration test \
+	lab-up lab-status lab-down demo clean distclean
+
+help:
+	@echo "make deps          install Debian packages (as root), .venv and the ansible-test pip stand-in"
+	@echo "make test          deps, then sanity, units, lint, build, integration, with a summary"
+	@echo "make sanity|units|lint|changelog-lint|build|integration   one step"
+	@echo "make lab-up|lab-status|lab-down|demo                        the local lab fleet"
+	@echo "make clean         remove build and test output (distclean also removes .venv)"
+
+deps:
+	$(TOOLS)/bootstrap.sh
+
+sanity: deps
+	$(TOOLS)/sanity.sh
+
+units: deps
+	$(TOOLS)/units.sh
+
+lint: deps
+	$(TOOLS)/lint.sh all
+
+changelog-lint: deps
+	$(TOOLS)/lint.sh changelog
+
+build: deps
+	$(TOOLS)/build.sh
+
+integration: deps
+	$(TOOLS)/integration.sh
+
+# Runs every step even when one fails, prints a summary, fails if any failed.
+test: deps
+	$(TOOLS)/run_all.sh sanity units lint build integration
+
+lab-up: deps
+	$(LAB) up
+
+lab-status: deps
+	$(LAB) status
+
+lab-down: deps
+	$(LAB) down
+
+demo: lab-up lab-status
+
+clean:
+	rm -rf build tests/output .pytest_cache .ansible
+	find . -path ./.venv -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf .venv

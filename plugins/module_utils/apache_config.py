@@ -1,0 +1,503 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) fleet.stapling contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Read a whole Apache httpd configuration tree into a lossless model.
+
+The model keeps every physical line of every file as the original bytes (line endings, comments, odd
+encodings and all), so that rendering an untouched file gives back exactly what was read. On top of the
+lines it records each directive and section with its file, line numbers and enclosing sections, and
+whether Apache would act on it: ``<IfModule>``, ``<IfDefine>``, ``<IfVersion>`` and ``<IfFile>`` are
+evaluated with what is known about the server (LoadModule lines, compiled-in modules, Define and -D,
+the version), and Include/IncludeOptional are followed the way httpd follows them.
+
+Importable without Ansible: the modules and the unit tests use it directly.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import os
+import re
+
+# Modules built into the httpd binary on common distributions; ``ctl -M`` gives the real list when known.
+DEFAULT_STATIC_MODULES = frozenset(["core", "so", "http", "log_config", "logio", "version", "unixd", "watchdog"])
+
+# Condition sections whose contents Apache may skip; every other section is structural.
+CONDITION_SECTIONS = frozenset(["ifmodule", "ifdefine", "ifversion", "iffile", "ifdirective", "ifsection"])
+
+MAX_INCLUDE_DEPTH = 64
+
+_VARIABLE = re.compile(r"\$\{([A-Za-z0-9_.:-]+)\}")
+_ENVVARS_EXPORT = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
+
+
+class ApacheConfigError(Exception):
+    """The configuration could not be read; the message names the file and line."""
+
+
+class SourceFile(object):
+    """One config file: its path and its physical lines as the original bytes, line endings included."""
+
+    def __init__(self, path, lines):
+        self.path = path
+        self.lines = lines
+
+    @classmethod
+    def read(cls, path):
+        with open(path, "rb") as handle:
+            data = handle.read()
+        return cls(path, data.splitlines(True))
+
+    def render(self):
+        return b"".join(self.lines)
+
+    @property
+    def newline(self):
+        """The line ending this file mostly uses, for lines that edits insert."""
+        crlf = sum(1 for line in self.lines if line.endswith(b"\r\n"))
+        return b"\r\n" if crlf * 2 > len(self.lines) else b"\n"
+
+
+class Directive(object):
+    """A directive or section opener as Apache sees it, pinned to where it was written.
+
+    ``start`` and ``end`` are 0-based indexes of the first and last physical line (they differ when the
+    line continues with a backslash). For a section, ``close`` is the index of its closing tag line, and
+    ``children`` holds what it contains.
+    """
+
+    def __init__(self, name, args, source, start, end, parent, active, raw_args):
+        self.name = name
+        self.args = args
+        self.raw_args = raw_args
+        self.source = source
+        self.start = start
+        self.end = end
+        self.parent = parent
+        self.active = active
+        self.close = None
+        self.children = []
+        self.is_section = False
+
+    @property
+    def key(self):
+        return self.name.lower()
+
+    @property
+    def path(self):
+        return self.source.path
+
+    @property
+    def lineno(self):
+        return self.start + 1
+
+    def ancestors(self):
+        node = self.parent
+        while node is not None:
+            yield node
+            node = node.parent
+
+    def enclosing(self, key):
+        """The nearest enclosing section named ``key`` (lower case), or None."""
+        for node in self.ancestors():
+            if node.key == key:
+                return node
+        return None
+
+    def first_arg(self, default=None):
+        return self.args[0] if self.args else default
+
+    def location(self):
+        return "%s:%d" % (self.path, self.lineno)
+
+    def __repr__(self):
+        return "<%s %s %r>" % (self.name, self.location(), self.args)
+
+
+class ApacheConfig(object):
+    """A parsed configuration tree.
+
+    ``directives`` lists every directive and section opener in the order httpd reads them (includes
+    expanded in place). ``files`` maps each path read to its SourceFile, in first-read order.
+    """
+
+    def __init__(self, main_file, server_root):
+        self.main_file = main_file
+        self.server_root = server_root
+        self.files = {}
+        self.directives = []
+        self.defines = {}
+        self.loaded_modules = set()
+        self.warnings = []
+        self.missing_includes = []
+
+    # -------------------------------------------------------------- queries
+
+    def active(self, key):
+        """Every active directive named ``key`` (case-insensitive), in read order."""
+        key = key.lower()
+        return [d for d in self.directives if d.active and d.key == key]
+
+    def virtual_hosts(self):
+        return [d for d in self.directives if d.active and d.is_section and d.key == "virtualhost"]
+
+    def server_scope(self, key):
+        """Active directives named ``key`` outside every <VirtualHost>: the main server's settings."""
+        return [d for d in self.active(key) if d.enclosing("virtualhost") is None]
+
+    def in_vhost(self, vhost, key):
+        key = key.lower()
+        return [d for d in _walk(vhost.children) if d.active and d.key == key]
+
+    def server_value(self, key, default=None):
+        """The main server's value: the last active server-scope occurrence wins, as in httpd."""
+        found = self.server_scope(key)
+        return found[-1].first_arg(default) if found else default
+
+    def vhost_value(self, vhost, key, default=None):
+        """A vhost's value: its own last setting, else the main server's (httpd merges them this way)."""
+        found = self.in_vhost(vhost, key)
+        if found:
+            return found[-1].first_arg(default)
+        return self.server_value(key, default)
+
+    def has_module(self, name):
+        return _module_id(name) in self.loaded_modules
+
+
+# ------------------------------------------------------------------ parsing
+
+
+def parse_config(main_file, server_root=None, defines=None, static_modules=None, version=None,
+                 environment=None, overrides=None):
+    """Parse ``main_file`` and everything it includes.
+
+    ``server_root`` resolves relative paths until a ServerRoot directive says otherwise (httpd's -d);
+    ``defines`` are names given with -D; ``static_modules`` are compiled-in module names (``ssl``,
+    ``mod_ssl.c`` or ``ssl_module`` all work); ``version`` is a tuple like (2, 4, 62) or None when unknown;
+    ``environment`` resolves ${VAR} that no Define sets (defaults to the envvars file beside the main
+    config, as Debian's apache2ctl sources it, over os.environ). ``overrides`` maps paths to contents to
+    read instead of the disk (new files included): it is how a planned change is checked before it is
+    written.
+    """
+    main_file = os.path.abspath(main_file)
+    if server_root is None:
+        server_root = os.path.dirname(main_file)
+    config = ApacheConfig(main_file, server_root)
+    for name in defines or ():
+        config.defines[name] = ""
+    for name in static_modules if static_modules is not None else DEFAULT_STATIC_MODULES:
+        config.loaded_modules.add(_module_id(name))
+    parser = _Parser(config, version, _environment(main_file, environment), overrides or {})
+    parser.read_file(main_file, parent=None, active=True, depth=0, optional=False)
+    return config
+
+
+class _Parser(object):
+    def __init__(self, config, version, environment, overrides):
+        self.config = config
+        self.version = version
+        self.environment = environment
+        self.overrides = overrides
+        self.reading = []
+
+    def read_file(self, path, parent, active, depth, optional):
+        if depth > MAX_INCLUDE_DEPTH or path in self.reading:
+            raise ApacheConfigError("include loop: %s includes itself (via %s)" % (path, " -> ".join(self.reading)))
+        source = self.config.files.get(path)
+        if source is None and path in self.overrides:
+            source = SourceFile(path, self.overrides[path].splitlines(True))
+            self.config.files[path] = source
+        if source is None:
+            try:
+                source = SourceFile.read(path)
+            except (IOError, OSError) as exc:
+                if optional:
+                    self.config.missing_includes.append(path)
+                    return
+                raise ApacheConfigError("cannot read %s: %s" % (path, exc))
+            self.config.files[path] = source
+        self.reading.append(path)
+        try:
+            self._read_lines(source, parent, active, depth)
+        finally:
+            self.reading.pop()
+
+    def _read_lines(self, source, parent, active, depth):
+        stack = []  # sections opened in this file: (directive, active before it)
+        index = 0
+        count = len(source.lines)
+        while index < count:
+            start = index
+            text, index = _logical_line(source.lines, index)
+            stripped = text.strip()
+            if not stripped or stripped.startswith("#"):
+                continue
+            if stripped.startswith("</"):
+                name = stripped[2:].rstrip(">").strip()
+                if not stack or stack[-1][0].key != name.lower():
+                    expected = stack[-1][0].name if stack else "no open section"
+                    raise ApacheConfigError("%s:%d: </%s> does not close %s" % (source.path, start + 1, name, expected))
+                section, outer_active = stack.pop()
+                section.close = start
+                parent, active = section.parent, outer_active
+                continue
+            if stripped.startswith("<"):
+                if not stripped.endswith(">"):
+                    raise ApacheConfigError("%s:%d: section line does not end with '>'" % (source.path, start + 1))
+                name, raw_args = _split_name(stripped[1:-1])
+                if not name:
+                    raise ApacheConfigError("%s:%d: empty section tag" % (source.path, start + 1))
+                args = [self._expand(a) for a in split_args(raw_args)]
+                section = Directive(name, args, source, start, index - 1, parent, active, raw_args)
+                section.is_section = True
+                self._attach(section, parent)
+                stack.append((section, active))
+                if active and section.key in CONDITION_SECTIONS:
+                    active = self._condition_holds(section)
+                parent = section
+                continue
+            name, raw_args = _split_name(stripped)
+            args = [self._expand(a) for a in split_args(raw_args)] if active else split_args(raw_args)
+            directive = Directive(name, args, source, start, index - 1, parent, active, raw_args)
+            self._attach(directive, parent)
+            if active:
+                self._apply(directive, depth)
+        if stack:
+            section = stack[-1][0]
+            raise ApacheConfigError("%s: <%s> opened at line %d is never closed" % (source.path, section.name, section.lineno))
+
+    def _attach(self, directive, parent):
+        self.config.directives.append(directive)
+        if parent is not None:
+            parent.children.append(directive)
+
+    def _expand(self, word):
+        def lookup(match):
+            name = match.group(1)
+            if name in self.config.defines:
+                return self.config.defines[name]
+            if name in self.environment:
+                return self.environment[name]
+            self.config.warnings.append("variable ${%s} is not defined" % name)
+            return match.group(0)
+
+        return _VARIABLE.sub(lookup, word) if "${" in word else word
+
+    def _apply(self, directive, depth):
+        """Directives that change how the rest of the tree is read."""
+        key = directive.key
+        config = self.config
+        if key == "serverroot" and directive.args:
+            config.server_root = directive.args[0].rstrip("/") or "/"
+        elif key == "define" and directive.args:
+            config.defines[directive.args[0]] = directive.args[1] if len(directive.args) > 1 else ""
+        elif key == "undefine" and directive.args:
+            config.defines.pop(directive.args[0], None)
+        elif key == "loadmodule" and directive.args:
+            config.loaded_modules.add(_module_id(directive.args[0]))
+            if len(directive.args) > 1:
+                config.loaded_modules.add(_module_id(os.path.basename(directive.args[1])))
+        elif key in ("include", "includeoptional") and directive.args:
+            self._include(directive, optional=(key == "includeoptional"), depth=depth)
+
+    def _include(self, directive, optional, depth):
+        pattern = self._server_path(directive.args[0])
+        for path in self._include_targets(pattern, directive, optional):
+            self.read_file(path, directive.parent, True, depth + 1, optional)
+
+    def _include_targets(self, pattern, directive, optional):
+        if not glob.has_magic(pattern):
+            if os.path.isdir(pattern):
+                return _files_below(pattern)
+            if not os.path.exists(pattern) and pattern not in self.overrides:
+                if optional:
+                    self.config.missing_includes.append(pattern)
+                    return []
+                raise ApacheConfigError("%s: Include file %s does not exist" % (directive.location(), pattern))
+            return [pattern]
+        planned = [p for p in self.overrides if _glob_match(p, pattern)]
+        matches = sorted(set(p for p in glob.glob(pattern) if os.path.isfile(p)).union(planned))
+        if not matches:
+            if not optional:
+                # httpd refuses a plain Include whose wildcard matches nothing.
+                raise ApacheConfigError("%s: Include pattern %s matches no file" % (directive.location(), pattern))
+            self.config.missing_includes.append(pattern)
+        return matches
+
+    def _server_path(self, path):
+        return os.path.normpath(os.path.join(self.config.server_root, path))
+
+    def _condition_holds(self, section):
+        arg = section.first_arg("")
+        negate = arg.startswith("!")
+        if negate:
+            arg = arg[1:]
+        key = section.key
+        if key == "ifmodule":
+            holds = _module_id(arg) in self.config.loaded_modules
+        elif key == "ifdefine":
+            holds = arg in self.config.defines
+        elif key == "iffile":
+            holds = os.path.exists(self._server_path(arg))
+        elif key == "ifversion":
+            holds = _version_matches(section.args, self.version)
+            negate = False  # the operator itself carries any negation
+        else:
+            holds = True  # IfDirective / IfSection: every directive we care about exists
+        return not holds if negate else holds
+
+
+def _logical_line(lines, index):
+    """Join physical lines continued with a trailing backslash; return the text and the next index."""
+    parts = []
+    while index < len(lines):
+        text = lines[index].decode("utf-8", "surrogateescape").rstrip("\r\n")
+        index += 1
+        if text.endswith("\\") and index < len(lines):
+            parts.append(text[:-1])
+            continue
+        parts.append(text)
+        break
+    return "".join(parts), index
+
+
+def _split_name(text):
+    """A directive or section name and the rest of the line, split at the first run of whitespace."""
+    parts = text.strip().split(None, 1)
+    if not parts:
+        return "", ""
+    return parts[0], (parts[1].strip() if len(parts) > 1 else "")
+
+
+def split_args(text):
+    """Split arguments the way httpd's ap_getword_conf does: whitespace, with "double" and 'single' quotes.
+
+    Typographic quotes are not quotes to httpd and stay part of the word, which is how a pasted runbook
+    line breaks a config; callers detect them with ``has_typographic_quotes``.
+    """
+    words = []
+    index = 0
+    length = len(text)
+    while index < length:
+        while index < length and text[index].isspace():
+            index += 1
+        if index >= length:
+            break
+        quote = text[index]
+        if quote in "\"'":
+            index += 1
+            word = []
+            while index < length and text[index] != quote:
+                if text[index] == "\\" and index + 1 < length and text[index + 1] in (quote, "\\"):
+                    index += 1
+                word.append(text[index])
+                index += 1
+            index += 1
+            words.append("".join(word))
+            continue
+        start = index
+        while index < length and not text[index].isspace():
+            index += 1
+        words.append(text[start:index])
+    return words
+
+
+TYPOGRAPHIC_QUOTES = u"\u201c\u201d\u201e\u2018\u2019\u201a\u00ab\u00bb"
+
+
+def has_typographic_quotes(text):
+    return any(char in text for char in TYPOGRAPHIC_QUOTES)
+
+
+def _walk(directives):
+    for directive in directives:
+        yield directive
+        if directive.children:
+            yield from _walk(directive.children)
+
+
+def _glob_match(path, pattern):
+    """glob's rule for one path: wildcards match within a path component, never across '/'."""
+    path_parts = path.split(os.sep)
+    pattern_parts = pattern.split(os.sep)
+    if len(path_parts) != len(pattern_parts):
+        return False
+    return all(fnmatch.fnmatchcase(part, wanted) for part, wanted in zip(path_parts, pattern_parts))
+
+
+def _files_below(directory):
+    found = []
+    for root, dirs, files in os.walk(directory):
+        dirs.sort()
+        found.extend(os.path.join(root, name) for name in sorted(files))
+    return found
+
+
+def _module_id(name):
+    """Normalise 'ssl_module', 'mod_ssl.c', 'mod_ssl.so' and 'ssl' to one key: 'ssl'."""
+    name = name.strip().lower()
+    for suffix in (".c", ".so", "_module"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    if name.startswith("mod_"):
+        name = name[4:]
+    return name
+
+
+def _version_matches(args, version):
+    if version is None or not args:
+        return True  # unknown version: assume the block applies, as most configs target the running server
+    if len(args) == 1:
+        operator, wanted = "=", args[0]
+    else:
+        operator, wanted = args[0], args[1]
+    if operator in ("~", "!~") or (wanted.startswith("/") and wanted.endswith("/")):
+        pattern = wanted.strip("/")
+        found = re.search(pattern, ".".join(str(part) for part in version)) is not None
+        return not found if operator == "!~" else found
+    wanted_tuple = tuple(int(part) for part in re.findall(r"\d+", wanted))
+    current = tuple(version[: len(wanted_tuple)])
+    comparisons = {
+        "=": current == wanted_tuple, "==": current == wanted_tuple, "!=": current != wanted_tuple,
+        ">": current > wanted_tuple, ">=": current >= wanted_tuple,
+        "<": current < wanted_tuple, "<=": current <= wanted_tuple,
+    }
+    return comparisons.get(operator, True)
+
+
+def _environment(main_file, environment):
+    if environment is not None:
+        return dict(environment)
+    values = dict(os.environ)
+    values.update(read_envvars(os.path.join(os.path.dirname(main_file), "envvars")))
+    return values
+
+
+def read_envvars(path):
+    """The simple ``export NAME=value`` lines of Debian's envvars file; anything cleverer is left out."""
+    values = {}
+    try:
+        with open(path, "rb") as handle:
+            lines = handle.read().decode("utf-8", "replace").splitlines()
+    except (IOError, OSError):
+        return values
+    for line in lines:
+        match = _ENVVARS_EXPORT.match(line)
+        if not match:
+            continue
+        value = match.group(2).strip()
+        if value[:1] in "\"'" and value[-1:] == value[:1]:
+            value = value[1:-1]
+        if "$" in value or "`" in value:
+            continue  # computed in shell; not something to guess at
+        values[match.group(1)] = value
+    return values
+
+
+def glob_matches(pattern, name):
+    """Case-insensitive shell-style match, for selecting vhosts by name."""
+    return fnmatch.fnmatchcase(name.lower(), pattern.lower())

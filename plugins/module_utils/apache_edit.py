@@ -1,0 +1,132 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) fleet.stapling contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Minimal, line-level edits to a parsed Apache config, rendered as new file contents and unified diffs.
+
+An edit replaces a range of physical lines of one file with new lines (an empty range inserts). Every
+byte outside the edited ranges stays as it was, so a diff shows only the directive lines that change or
+are added. Writing, validating and rolling back lives in ``apache_write``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+
+_LEADING_SPACE = re.compile(b"^[ \t]*")
+_NAME_AND_GAP = re.compile(b"^[ \t]*[^ \t\r\n]+[ \t]+")
+
+
+class Edit(object):
+    """Replace ``lines[start:end]`` of the file at ``path`` by ``new_lines`` (bytes, line endings included)."""
+
+    def __init__(self, path, start, end, new_lines, reason):
+        self.path = path
+        self.start = start
+        self.end = end
+        self.new_lines = new_lines
+        self.reason = reason
+
+    def __repr__(self):
+        return "<Edit %s[%d:%d] %s>" % (self.path, self.start, self.end, self.reason)
+
+
+def quote_arg(value):
+    """Quote an argument only when httpd needs it to stay one word."""
+    if value and not re.search(r"[\s\"']", value):
+        return value
+    return '"%s"' % value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def directive_line(name, args, indent, newline):
+    """One directive as bytes; ``indent`` and ``newline`` are bytes taken from the file being edited."""
+    text = name + "".join(" " + quote_arg(arg) for arg in args)
+    return indent + text.encode("utf-8", "surrogateescape") + newline
+
+
+def replace_args(config, directive, args, reason):
+    """Rewrite one directive's arguments, keeping its indentation, its name's spelling and its line ending."""
+    source = config.files[directive.path]
+    first = source.lines[directive.start]
+    ending = _line_ending(source.lines[directive.end], source.newline)
+    head = _NAME_AND_GAP.match(first)
+    if head and directive.start == directive.end:
+        # keep the indentation, the name's spelling and the gap before the arguments (column alignment)
+        text = "".join(" " + quote_arg(arg) for arg in args)[1:]
+        new_line = head.group(0) + text.encode("utf-8", "surrogateescape") + ending
+    else:
+        new_line = directive_line(directive.name, args, _LEADING_SPACE.match(first).group(0), ending)
+    return Edit(directive.path, directive.start, directive.end + 1, [new_line], reason)
+
+
+def insert_in_section(config, section, directives, reason):
+    """Add directives, given as (name, args) pairs, as the last lines inside ``section``."""
+    source = config.files[section.path]
+    indent = _child_indent(source, section)
+    lines = [directive_line(name, args, indent, source.newline) for name, args in directives]
+    return Edit(section.path, section.close, section.close, lines, reason)
+
+
+def insert_after(config, directive, directives, reason):
+    """Add directives, given as (name, args) pairs, on the lines after ``directive``, at its indentation."""
+    source = config.files[directive.path]
+    indent = _LEADING_SPACE.match(source.lines[directive.start]).group(0)
+    lines = [directive_line(name, args, indent, source.newline) for name, args in directives]
+    return Edit(directive.path, directive.end + 1, directive.end + 1, lines, reason)
+
+
+def append_to_file(config, path, directives, reason):
+    """Add directives, given as (name, args) pairs, at the end of ``path`` (created when it does not exist)."""
+    source = config.files.get(path)
+    newline = source.newline if source else b"\n"
+    count = len(source.lines) if source else 0
+    rendered = [directive_line(name, args, b"", newline) for name, args in directives]
+    if source and source.lines and not source.lines[-1].endswith((b"\n", b"\r")):
+        # the file ends without a newline: finish its last line first so the new one stands alone
+        rendered.insert(0, source.lines[-1] + newline)
+        return Edit(path, count - 1, count, rendered, reason)
+    return Edit(path, count, count, rendered, reason)
+
+
+def render_edits(config, edits):
+    """New contents of every file the edits touch: {path: (old bytes or None when new, new bytes)}."""
+    by_path = {}
+    for edit in edits:
+        by_path.setdefault(edit.path, []).append(edit)
+    results = {}
+    for path, file_edits in by_path.items():
+        source = config.files.get(path)
+        lines = list(source.lines) if source else []
+        # apply from the bottom up so earlier line numbers stay valid; inserts at one spot keep their order
+        for edit in sorted(file_edits, key=lambda e: (e.start, e.end), reverse=True):
+            lines[edit.start:edit.end] = edit.new_lines
+        old = source.render() if source else None
+        new = b"".join(lines)
+        if old != new:
+            results[path] = (old, new)
+    return results
+
+
+def unified_diff(path, old, new):
+    """A unified diff of one file, readable even when the file is not UTF-8."""
+    before = (old or b"").decode("utf-8", "replace").splitlines(True)
+    after = new.decode("utf-8", "replace").splitlines(True)
+    label_before = path if old is not None else "/dev/null"
+    return "".join(difflib.unified_diff(before, after, label_before, path))
+
+
+def _line_ending(line, default):
+    if line.endswith(b"\r\n"):
+        return b"\r\n"
+    if line.endswith(b"\n"):
+        return b"\n"
+    return b"" if line else default
+
+
+def _child_indent(source, section):
+    for child in section.children:
+        if child.path == section.path:
+            return _LEADING_SPACE.match(source.lines[child.start]).group(0)
+    return _LEADING_SPACE.match(source.lines[section.start]).group(0) + b"    "

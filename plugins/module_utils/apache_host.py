@@ -1,0 +1,129 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) fleet.stapling contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Find the Apache instance a module works on: its ctl command, main config, ServerRoot and version.
+
+Hosts may set all of it through the collection's contract (``stapling_apache_ctl``,
+``stapling_apache_config_file``, ``stapling_apache_server_root``); otherwise ``ctl -V`` tells where
+the distribution put things. ``run`` is any callable taking an argument list and returning
+(rc, stdout, stderr), such as AnsibleModule.run_command.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+
+from ansible_collections.fleet.stapling.plugins.module_utils import apache_config
+
+# Where distributions and control panels put the control script, in the order they are tried.
+CTL_CANDIDATES = (
+    "/usr/sbin/apache2ctl",  # Debian, Ubuntu
+    "/usr/sbin/apachectl",  # RHEL family, SUSE, cPanel EasyApache 4
+    "/usr/local/apache/bin/apachectl",  # cPanel EasyApache 3
+    "/usr/sbin/httpd",
+    "/usr/sbin/apache2",
+)
+
+_DEFINE = re.compile(r'^\s*-D\s+([A-Z_]+)(?:="(.*)")?\s*$')
+_VERSION = re.compile(r"Apache/(\d+)\.(\d+)\.(\d+)")
+_MODULE = re.compile(r"^\s*(\w+)\s+\((static|shared)\)\s*$")
+
+
+class ApacheHostError(Exception):
+    """The Apache instance could not be found or asked; the message says what to set."""
+
+
+class ApacheHost(object):
+    def __init__(self, ctl, config_file, server_root, version, static_modules, compile_settings):
+        self.ctl = ctl
+        self.config_file = config_file
+        self.server_root = server_root
+        self.version = version
+        self.static_modules = static_modules
+        self.compile_settings = compile_settings
+
+    @property
+    def version_string(self):
+        return ".".join(str(part) for part in self.version) if self.version else None
+
+    def parse(self, overrides=None):
+        return apache_config.parse_config(self.config_file, server_root=self.server_root,
+                                          static_modules=self.static_modules, version=self.version,
+                                          overrides=overrides)
+
+    def configtest(self, run):
+        """``ctl -t``: (ok, httpd's own words)."""
+        rc, out, err = run(self.ctl + ["-t"])
+        message = (err + out).strip() or "(no output)"
+        return rc == 0, message
+
+
+def split_command(command):
+    if isinstance(command, (list, tuple)):
+        return [str(part) for part in command]
+    return shlex.split(command)
+
+
+def find_ctl(ctl):
+    if ctl:
+        return split_command(ctl)
+    for candidate in CTL_CANDIDATES:
+        if os.access(candidate, os.X_OK):
+            return [candidate]
+    raise ApacheHostError("no Apache control command found (tried %s); set ctl (the stapling_apache_ctl variable)"
+                          % ", ".join(CTL_CANDIDATES))
+
+
+def parse_compile_settings(text):
+    """The ``-D NAME="value"`` lines and the version of ``ctl -V``."""
+    settings = {}
+    for line in text.splitlines():
+        match = _DEFINE.match(line)
+        if match:
+            settings[match.group(1)] = match.group(2) if match.group(2) is not None else True
+    version = _VERSION.search(text)
+    return settings, (tuple(int(part) for part in version.groups()) if version else None)
+
+
+def parse_static_modules(text):
+    """Compiled-in modules from ``ctl -M`` (shared ones come from the LoadModule lines the parser reads)."""
+    return [match.group(1) for match in (_MODULE.match(line) for line in text.splitlines())
+            if match and match.group(2) == "static"]
+
+
+def _ctl_paths(command):
+    """-d (ServerRoot) and -f (main config) given in the ctl command itself; -V reports compiled defaults."""
+    found = {}
+    for flag, value in zip(command, command[1:]):
+        if flag in ("-d", "-f"):
+            found[flag] = value
+    return found
+
+
+def discover(run, ctl=None, config_file=None, server_root=None):
+    command = find_ctl(ctl)
+    try:
+        rc, out, err = run(command + ["-V"])
+    except (OSError, IOError) as exc:
+        raise ApacheHostError("cannot run %s -V: %s" % (" ".join(command), exc))
+    if rc != 0:
+        raise ApacheHostError("%s -V failed (rc=%d): %s" % (" ".join(command), rc, (err or out).strip()))
+    settings, version = parse_compile_settings(out)
+    given = _ctl_paths(command)
+    root = server_root or given.get("-d") or settings.get("HTTPD_ROOT")
+    main = config_file or given.get("-f") or settings.get("SERVER_CONFIG_FILE")
+    if not root or not main:
+        raise ApacheHostError("could not tell ServerRoot and the main config from %s -V; set server_root and "
+                              "config_file" % " ".join(command))
+    main = os.path.join(root, main) if not os.path.isabs(main) else main
+    if not os.path.isfile(main):
+        raise ApacheHostError("the main Apache config %s does not exist; set config_file" % main)
+    static = None
+    rc, out, _err = run(command + ["-M"])
+    if rc == 0:
+        static = parse_static_modules(out)
+    return ApacheHost(command, main, root, version, static, settings)

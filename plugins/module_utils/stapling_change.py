@@ -1,0 +1,86 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) fleet.stapling contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Read, plan, check, write, validate: the whole of one apache_stapling run, without Ansible.
+
+Check mode and a real run share everything up to the write, so they report the same change and diff.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.fleet.stapling.plugins.module_utils import (
+    apache_edit,
+    apache_write,
+    stapling_facts,
+    stapling_plan,
+)
+from ansible_collections.fleet.stapling.plugins.module_utils.apache_config import ApacheConfigError
+from ansible_collections.fleet.stapling.plugins.module_utils.apache_host import ApacheHostError
+from ansible_collections.fleet.stapling.plugins.module_utils.certificates import CertificateError
+
+# Every failure a run reports to the operator as a plain message.
+STAPLING_ERRORS = (
+    ApacheConfigError,
+    ApacheHostError,
+    CertificateError,
+    stapling_plan.StaplingError,
+    apache_write.WriteError,
+)
+
+
+def desired_from_params(params):
+    tunables = dict((option, params.get(option)) for option, _directive in stapling_plan.TUNABLES)
+    return stapling_plan.Desired(
+        state=params.get("state"),
+        vhosts=params.get("vhosts"),
+        ocsp_hosts=params.get("ocsp_hosts"),
+        cache=params.get("cache"),
+        tunables=tunables,
+        ca_certificate_file=params.get("ca_certificate_file"),
+        force=params.get("force"),
+        protected_files=params.get("protected_files"),
+        server_file=params.get("server_file"),
+    )
+
+
+def change_stapling(host, desired, run, check_mode, move=apache_write.plain_move, backup=None):
+    config = host.parse()
+    facts = stapling_facts.stapling_facts(config)
+    plan = stapling_plan.plan_stapling(config, facts, desired)
+    rendered = apache_edit.render_edits(config, plan.edits)
+    selected_keys = set(v["key"] for v in plan.selected)
+    after = stapling_plan.verify_planned(host.parse, rendered, desired, selected_keys)
+    result = {
+        "changed": bool(rendered),
+        "changed_files": sorted(rendered),
+        "vhost_changes": plan.vhost_changes,
+        "selected_vhosts": [v["id"] for v in plan.selected],
+        "apache_version": host.version_string,
+        "warnings": plan.warnings,
+        "diff": [
+            {"before_header": path, "after_header": path,
+             "before": (old or b"").decode("utf-8", "replace"), "after": new.decode("utf-8", "replace")}
+            for path, (old, new) in sorted(rendered.items())
+        ],
+    }
+    if rendered and not check_mode:
+        result["backups"] = apache_write.apply_changes(
+            rendered, validate=lambda: host.configtest(run), move=move, backup=backup)
+        after = stapling_facts.stapling_facts(host.parse())
+    else:
+        after = _with_certificates(after, facts)
+    result["stapling"] = {"server": after["server"], "vhosts": after["vhosts"]}
+    return result
+
+
+def _with_certificates(after, before):
+    """The planned facts were read without certificates; edits never change them, so take them from before."""
+    by_key = dict((v["key"], v) for v in before["vhosts"])
+    for vhost in after["vhosts"]:
+        known = by_key.get(vhost["key"])
+        if known:
+            vhost["certificate"] = known["certificate"]
+            vhost["certificate_error"] = known["certificate_error"]
+    return after

@@ -1,0 +1,171 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) fleet.stapling contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The stapling facts of a parsed Apache config: server-scope settings and every SSL vhost.
+
+For each SSL vhost: where it is, what it answers to, which certificate it serves and what that
+certificate says (OCSP URL, issuer, expiry, Must-Staple), and whether stapling is in effect for it and
+which directive decides that.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ansible_collections.fleet.stapling.plugins.module_utils import certificates
+
+# Every mod_ssl stapling directive; all but SSLStaplingCache may also appear in a vhost.
+STAPLING_DIRECTIVES = (
+    "SSLUseStapling",
+    "SSLStaplingCache",
+    "SSLStaplingResponderTimeout",
+    "SSLStaplingReturnResponderErrors",
+    "SSLStaplingFakeTryLater",
+    "SSLStaplingStandardCacheTimeout",
+    "SSLStaplingErrorCacheTimeout",
+    "SSLStaplingResponseTimeSkew",
+    "SSLStaplingResponseMaxAge",
+    "SSLStaplingForceURL",
+)
+
+# The socache provider in front of the colon, and the module that must be loaded for it.
+SOCACHE_MODULES = {
+    "shmcb": "socache_shmcb",
+    "dbm": "socache_dbm",
+    "memcache": "socache_memcache",
+    "redis": "socache_redis",
+    "dc": "socache_dc",
+}
+
+
+def resolve_path(config, path):
+    """A path as httpd resolves it: relative to ServerRoot."""
+    if not path:
+        return path
+    return os.path.normpath(os.path.join(config.server_root, path))
+
+
+def is_on(value):
+    return (value or "").strip().lower() == "on"
+
+
+def is_ssl_vhost(config, vhost):
+    return (config.vhost_value(vhost, "SSLEngine", "off") or "").lower() in ("on", "optional")
+
+
+def vhost_names(config, vhost):
+    """ServerName first, then every ServerAlias; the vhost's address when it has no name."""
+    names = []
+    own_name = config.in_vhost(vhost, "ServerName")
+    if own_name and own_name[-1].args:
+        # ServerName may carry a scheme and a port: [scheme://]name[:port]
+        names.append(own_name[-1].args[0].split("://")[-1].split(":")[0])
+    for alias in config.in_vhost(vhost, "ServerAlias"):
+        names.extend(alias.args)
+    return names
+
+
+def socache_provider(cache_value):
+    return (cache_value or "").split(":", 1)[0].strip().lower()
+
+
+def socache_module(cache_value):
+    """The module a cache argument needs, or None for providers we do not know."""
+    return SOCACHE_MODULES.get(socache_provider(cache_value))
+
+
+def stapling_decider(config, vhost):
+    """The directive that decides stapling for a vhost: its own last SSLUseStapling, else the server's."""
+    own = config.in_vhost(vhost, "SSLUseStapling")
+    if own:
+        return own[-1], "vhost"
+    server = config.server_scope("SSLUseStapling")
+    if server:
+        return server[-1], "server"
+    return None, "default"
+
+
+def directive_facts(directive):
+    return {"name": directive.name, "value": " ".join(directive.args), "file": directive.path,
+            "line": directive.lineno}
+
+
+def vhost_facts(config, vhost, ordinal, read_certificate=True):
+    """Facts of one vhost; ``ordinal`` is its position among the vhosts of its file, which edits never move."""
+    names = vhost_names(config, vhost)
+    decider, decided_by = stapling_decider(config, vhost)
+    cert_files = [resolve_path(config, d.first_arg()) for d in config.in_vhost(vhost, "SSLCertificateFile")]
+    chain_file = resolve_path(config, config.vhost_value(vhost, "SSLCertificateChainFile"))
+    facts = {
+        "id": "%s (%s)" % (names[0] if names else " ".join(vhost.args), vhost.location()),
+        "key": "%s#%d" % (vhost.path, ordinal),
+        "file": vhost.path,
+        "line": vhost.lineno,
+        "addresses": list(vhost.args),
+        "server_name": names[0] if names else None,
+        "aliases": names[1:],
+        "certificate_file": cert_files[0] if cert_files else None,
+        "certificate_files": cert_files,
+        "chain_file": chain_file,
+        "stapling": is_on(decider.first_arg() if decider else "off"),
+        "stapling_decided_by": decided_by,
+        "stapling_directive": directive_facts(decider) if decider else None,
+        "force_url": config.vhost_value(vhost, "SSLStaplingForceURL"),
+        "certificate": None,
+        "certificate_error": None,
+    }
+    if read_certificate and cert_files:
+        try:
+            facts["certificate"] = certificate_facts(config, vhost, cert_files[0], chain_file)
+        except certificates.CertificateError as exc:
+            facts["certificate_error"] = str(exc)
+    return facts
+
+
+def certificate_facts(config, vhost, cert_file, chain_file):
+    """What the served certificate says, and whether httpd will find its issuer (else AH02217)."""
+    chain = certificates.load_certificates(cert_file)
+    leaf = chain[0]
+    candidates = chain[1:]
+    for extra in (chain_file, resolve_path(config, config.vhost_value(vhost, "SSLCACertificateFile"))):
+        if extra and os.path.isfile(extra):
+            try:
+                candidates.extend(certificates.load_certificates(extra))
+            except certificates.CertificateError:
+                pass  # an unreadable bundle simply cannot supply the issuer
+    facts = certificates.describe(leaf)
+    facts["issuer_found"] = certificates.find_issuer(leaf, candidates) is not None
+    return facts
+
+
+def server_facts(config):
+    cache = config.server_scope("SSLStaplingCache")
+    cache_value = cache[-1].first_arg() if cache else None
+    needed_module = socache_module(cache_value) if cache_value else None
+    return {
+        "stapling": is_on(config.server_value("SSLUseStapling", "off")),
+        "stapling_cache": cache_value,
+        "stapling_cache_module": needed_module,
+        "stapling_cache_module_loaded": config.has_module(needed_module) if needed_module else None,
+        "session_cache": config.server_value("SSLSessionCache"),
+        "ssl_module_loaded": config.has_module("ssl"),
+        "directives": [directive_facts(d) for name in STAPLING_DIRECTIVES for d in config.server_scope(name)],
+    }
+
+
+def stapling_facts(config, read_certificates=True):
+    vhosts = []
+    per_file = {}
+    for vhost in config.virtual_hosts():
+        ordinal = per_file[vhost.path] = per_file.get(vhost.path, -1) + 1
+        if is_ssl_vhost(config, vhost):
+            vhosts.append(vhost_facts(config, vhost, ordinal, read_certificates))
+    return {
+        "server": server_facts(config),
+        "vhosts": vhosts,
+        "files": list(config.files),
+        "missing_includes": list(config.missing_includes),
+        "warnings": list(config.warnings),
+    }

@@ -1,0 +1,400 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) fleet.stapling contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Plan the smallest set of line edits that gives every selected SSL vhost the stapling state asked for.
+
+``plan_stapling`` only computes: it returns edits, warnings and a per-vhost account, and checks the result
+by re-reading the planned tree (so check mode and a real run can never disagree). Writing is elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+try:
+    from urllib.parse import urlsplit
+except ImportError:  # pragma: no cover - Python 2 is not supported, but sanity imports on it
+    from urlparse import urlsplit  # type: ignore
+
+from ansible_collections.fleet.stapling.plugins.module_utils import apache_config, apache_edit, stapling_facts
+
+# Module option name -> directive. All may be set at server scope.
+TUNABLES = (
+    ("responder_timeout", "SSLStaplingResponderTimeout"),
+    ("return_responder_errors", "SSLStaplingReturnResponderErrors"),
+    ("fake_try_later", "SSLStaplingFakeTryLater"),
+    ("standard_cache_timeout", "SSLStaplingStandardCacheTimeout"),
+    ("error_cache_timeout", "SSLStaplingErrorCacheTimeout"),
+    ("force_url", "SSLStaplingForceURL"),
+)
+
+# One stapled response with its signer certificate takes about 900 bytes in the cache; keep room for
+# twice the vhosts (renewals overlap), and never go below the size Apache's docs show.
+CACHE_BYTES_PER_VHOST = 2 * 1024
+CACHE_MIN_BYTES = 128000
+
+CPANEL_OVERRIDE_FILE = "pre_virtualhost_global.conf"
+VHOST_INCLUDE_FILE = "fleet_stapling.conf"
+
+
+class StaplingError(Exception):
+    """The change cannot be made safely; the message says why, for an operator."""
+
+
+class Desired(object):
+    """What the caller asks for. ``state`` is 'enabled', 'disabled' or None (tunables only)."""
+
+    def __init__(self, state=None, vhosts=None, ocsp_hosts=None, cache=None, tunables=None,
+                 ca_certificate_file=None, force=False, protected_files=None, server_file=None):
+        self.state = state
+        self.vhosts = list(vhosts or [])
+        self.ocsp_hosts = [h.lower() for h in (ocsp_hosts or [])]
+        self.cache = cache
+        self.tunables = dict(tunables or {})
+        self.ca_certificate_file = ca_certificate_file
+        self.force = force
+        self.protected_files = protected_files
+        self.server_file = server_file
+
+    @property
+    def selective(self):
+        return bool(self.vhosts or self.ocsp_hosts)
+
+
+class Plan(object):
+    def __init__(self):
+        self.edits = []
+        self.warnings = []
+        self.vhost_changes = []
+        self.selected = []
+
+    def add(self, edit):
+        if edit is not None:
+            self.edits.append(edit)
+
+
+# ------------------------------------------------------------------ selection
+
+
+def url_host(url):
+    if not url:
+        return None
+    parts = urlsplit(url)
+    return (parts.hostname or "").lower(), parts.port
+
+
+def matches_ocsp_hosts(vhost, hosts):
+    """True when the vhost's OCSP URL points at one of ``hosts`` ('host' or 'host:port')."""
+    url = vhost.get("force_url") or ((vhost.get("certificate") or {}).get("ocsp_url"))
+    found = url_host(url)
+    if not found:
+        return False
+    hostname, port = found
+    return any(wanted in (hostname, "%s:%s" % (hostname, port)) for wanted in hosts)
+
+
+def matches_names(vhost, patterns):
+    names = [vhost["server_name"]] + vhost["aliases"] if vhost["server_name"] else vhost["aliases"]
+    return any(apache_config.glob_matches(pattern, name) for pattern in patterns for name in names if name)
+
+
+def select_vhosts(facts, desired):
+    selected = []
+    for vhost in facts["vhosts"]:
+        if desired.vhosts and not matches_names(vhost, desired.vhosts):
+            continue
+        if desired.ocsp_hosts and not matches_ocsp_hosts(vhost, desired.ocsp_hosts):
+            continue
+        selected.append(vhost)
+    return selected
+
+
+# ------------------------------------------------------------------ where to write
+
+
+def cpanel_override_file(config):
+    """cPanel regenerates its main httpd.conf; global changes belong in pre_virtualhost_global.conf."""
+    for directive in config.active("include") + config.active("includeoptional"):
+        target = stapling_facts.resolve_path(config, directive.first_arg(""))
+        if os.path.basename(target) == CPANEL_OVERRIDE_FILE:
+            return target
+    return None
+
+
+def protected_files(config, desired):
+    if desired.protected_files is not None:
+        return set(os.path.abspath(p) for p in desired.protected_files)
+    return set([config.main_file]) if cpanel_override_file(config) else set()
+
+
+class _Writer(object):
+    """Turns 'this directive should read X' into edits, honouring files that must not be edited."""
+
+    def __init__(self, config, desired, plan):
+        self.config = config
+        self.desired = desired
+        self.plan = plan
+        self.protected = protected_files(config, desired)
+        self.server_additions = []  # (name, args) to add at server scope, written as one block
+
+    def editable(self, path):
+        return path not in self.protected
+
+    def set_directive(self, directive, args, reason):
+        if list(directive.args) == list(args) and not _has_typographic(directive):
+            return True
+        if not self.editable(directive.path):
+            return False
+        self.plan.add(apache_edit.replace_args(self.config, directive, args, reason))
+        return True
+
+    def set_server(self, name, args, reason):
+        found = self.config.server_scope(name)
+        if found and self.set_directive(found[-1], args, reason):
+            return
+        # nothing there, or it sits in a protected file: a later line at server scope overrides it
+        self.server_additions.append((name, list(args)))
+
+    def set_vhost(self, vhost_section, name, args, reason):
+        own = self.config.in_vhost(vhost_section, name)
+        if own and self.set_directive(own[-1], args, reason):
+            return
+        if self.editable(vhost_section.path):
+            self.plan.add(apache_edit.insert_in_section(self.config, vhost_section, [(name, args)], reason))
+            return
+        target = _vhost_include_file(self.config, vhost_section)
+        if target is None:
+            raise StaplingError(
+                "%s: cannot set %s for this vhost: its file is protected (%s) and it includes no per-vhost "
+                "file to write to" % (vhost_section.location(), name, vhost_section.path))
+        self.plan.add(apache_edit.append_to_file(self.config, target, [(name, args)], reason))
+
+    def flush_server_additions(self):
+        if not self.server_additions:
+            return
+        reason = "server-scope stapling settings"
+        anchor_kind, anchor = self.server_anchor()
+        if anchor_kind == "after":
+            self.plan.add(apache_edit.insert_after(self.config, anchor, self.server_additions, reason))
+        else:
+            self.plan.add(apache_edit.append_to_file(self.config, anchor, self.server_additions, reason))
+
+    def server_anchor(self):
+        """Where new server-scope directives go: beside the existing stapling setup when possible."""
+        if self.desired.server_file:
+            return "append", os.path.abspath(self.desired.server_file)
+        for key in ("SSLUseStapling", "SSLStaplingCache"):
+            found = [d for d in self.config.server_scope(key) if self.editable(d.path)]
+            if found:
+                return "after", found[-1]
+        override = cpanel_override_file(self.config)
+        if override:
+            return "append", override
+        sessions = [d for d in self.config.server_scope("SSLSessionCache") if self.editable(d.path)]
+        if sessions:
+            return "after", sessions[-1]
+        if not self.editable(self.config.main_file):
+            raise StaplingError("no editable place for server-scope directives; set server_file")
+        return "append", self.config.main_file
+
+
+def _vhost_include_file(config, vhost_section):
+    """A file the vhost includes through a wildcard (cPanel's userdata), where its own settings can go."""
+    for child in vhost_section.children:
+        if child.key in ("include", "includeoptional") and child.args and child.args[0].endswith("*.conf"):
+            directory = os.path.dirname(stapling_facts.resolve_path(config, child.args[0]))
+            return os.path.join(directory, VHOST_INCLUDE_FILE)
+    return None
+
+
+def _has_typographic(directive):
+    return apache_config.has_typographic_quotes(directive.raw_args)
+
+
+def _strip_typographic(args):
+    return [re.sub(u"[%s]" % apache_config.TYPOGRAPHIC_QUOTES, "", arg) for arg in args]
+
+
+# ------------------------------------------------------------------ the plan
+
+
+def derive_cache(config, facts, stapling_vhost_count):
+    """A stapling cache of the same kind and in the same directory as SSLSessionCache, sized for the host."""
+    size = max(CACHE_MIN_BYTES, stapling_vhost_count * CACHE_BYTES_PER_VHOST)
+    session = facts["server"]["session_cache"]
+    provider = stapling_facts.socache_provider(session)
+    if provider in ("shmcb", "dbm") and ":" in session:
+        location = session.split(":", 1)[1]
+        location = re.sub(r"\(\d+\)$", "", location)
+        directory = os.path.dirname(location)
+        path = os.path.join(directory, "ssl_stapling") if directory else "ssl_stapling"
+        if provider == "shmcb":
+            return "shmcb:%s(%d)" % (path, size)
+        return "dbm:%s" % path
+    if provider in ("memcache", "redis", "dc"):
+        return session
+    return "shmcb:%s(%d)" % (os.path.join(config.server_root, "logs", "ssl_stapling"), size)
+
+
+def plan_stapling(config, facts, desired):
+    plan = Plan()
+    writer = _Writer(config, desired, plan)
+    sections = dict((v.location(), v) for v in config.virtual_hosts())
+    plan.selected = select_vhosts(facts, desired)
+    if desired.selective and not plan.selected:
+        plan.warnings.append("no SSL vhost matches the selection (vhosts=%s, ocsp_hosts=%s)"
+                             % (desired.vhosts, desired.ocsp_hosts))
+
+    _fix_typographic_quotes(config, writer, plan)
+    if desired.state == "disabled":
+        _guard_must_staple(plan.selected, desired)
+    if desired.state in ("enabled", "disabled"):
+        wanted = desired.state == "enabled"
+        if desired.selective:
+            _plan_selected(config, writer, plan, sections, wanted)
+        else:
+            _plan_everything(config, writer, plan, sections, facts, wanted)
+        if wanted:
+            _plan_cache(config, writer, facts, desired, plan)
+            _warn_without_ocsp_url(plan)
+    for option, directive in TUNABLES:
+        value = desired.tunables.get(option)
+        if value is not None:
+            writer.set_server(directive, [_directive_value(value)], "%s from %s" % (directive, option))
+    if desired.ca_certificate_file:
+        writer.set_server("SSLCACertificateFile", [desired.ca_certificate_file], "CA bundle holding the issuers")
+    writer.flush_server_additions()
+    return plan
+
+
+def _plan_everything(config, writer, plan, sections, facts, wanted):
+    if facts["server"]["stapling"] != wanted:
+        writer.set_server("SSLUseStapling", [_on_off(wanted)], "server default")
+    for vhost in facts["vhosts"]:
+        section = sections[_location(vhost)]
+        own = config.in_vhost(section, "SSLUseStapling")
+        if own and stapling_facts.is_on(own[-1].first_arg()) != wanted:
+            writer.set_vhost(section, "SSLUseStapling", [_on_off(wanted)], vhost["id"])
+        if vhost["stapling"] != wanted:
+            plan.vhost_changes.append({"vhost": vhost["id"], "stapling": wanted})
+
+
+def _plan_selected(config, writer, plan, sections, wanted):
+    for vhost in plan.selected:
+        if vhost["stapling"] == wanted:
+            continue
+        writer.set_vhost(sections[_location(vhost)], "SSLUseStapling", [_on_off(wanted)], vhost["id"])
+        plan.vhost_changes.append({"vhost": vhost["id"], "stapling": wanted})
+
+
+def _plan_cache(config, writer, facts, desired, plan):
+    existing = facts["server"]["stapling_cache"]
+    if desired.cache:
+        writer.set_server("SSLStaplingCache", [desired.cache], "stapling cache")
+        cache = desired.cache
+    elif existing:
+        cache = existing
+    else:
+        stapling_count = len(facts["vhosts"])
+        cache = derive_cache(config, facts, stapling_count)
+        writer.set_server("SSLStaplingCache", [cache], "stapling cache derived from SSLSessionCache")
+        plan.warnings.append("added SSLStaplingCache %s (none was set; httpd refuses to start stapling without one)"
+                             % cache)
+    module = stapling_facts.socache_module(cache)
+    if module and not config.has_module(module):
+        raise StaplingError("SSLStaplingCache %s needs mod_%s, which is not loaded: load it (a2enmod %s on Debian) "
+                            "before enabling stapling" % (cache, module, module))
+
+
+def _guard_must_staple(selected, desired):
+    if desired.force:
+        return
+    must_staple = [v["id"] for v in selected if v["stapling"] and (v.get("certificate") or {}).get("must_staple")]
+    if must_staple:
+        raise StaplingError(
+            "refusing to disable stapling for vhosts whose certificate is OCSP Must-Staple (browsers such as "
+            "Firefox hard-fail without a staple): %s. Narrow the selection with vhosts or ocsp_hosts, or set "
+            "force=true."
+            % ", ".join(must_staple))
+
+
+def _warn_without_ocsp_url(plan):
+    for vhost in plan.selected:
+        certificate = vhost.get("certificate") or {}
+        if vhost.get("certificate") and not certificate.get("ocsp_url") and not vhost.get("force_url"):
+            plan.warnings.append("%s: the certificate has no OCSP URL, so there is nothing to staple for it"
+                                 % vhost["id"])
+
+
+def _fix_typographic_quotes(config, writer, plan):
+    for name in stapling_facts.STAPLING_DIRECTIVES:
+        for directive in config.active(name):
+            if not _has_typographic(directive):
+                continue
+            fixed = _strip_typographic(directive.args)
+            if writer.set_directive(directive, fixed, "typographic quotes"):
+                plan.warnings.append("%s: %s had typographic quotes (pasted from a document?); rewritten as %s"
+                                     % (directive.location(), directive.name, " ".join(fixed)))
+            else:
+                raise StaplingError("%s: %s has typographic quotes in a file that must not be edited"
+                                    % (directive.location(), directive.name))
+
+
+def _location(vhost):
+    return "%s:%d" % (vhost["file"], vhost["line"])
+
+
+def _on_off(flag):
+    return "on" if flag else "off"
+
+
+def _directive_value(value):
+    if isinstance(value, bool):
+        return _on_off(value)
+    return str(value)
+
+
+def verify_planned(reparse, rendered, desired, selected_keys):
+    """Re-read the tree as it would be after the edits and check it does what was asked.
+
+    This is what catches a change that cannot stick (a later directive overriding it) and a stapling setup
+    that ``apachectl -t`` accepts but httpd refuses at reload (no SSLStaplingCache, or its module missing).
+    ``reparse(overrides)`` parses the tree with planned file contents; ``rendered`` maps path -> (old, new).
+    """
+    overrides = dict((path, new) for path, (_old, new) in rendered.items())
+    config = reparse(overrides)
+    facts = stapling_facts.stapling_facts(config, read_certificates=False)
+    problems = []
+    if desired.state in ("enabled", "disabled"):
+        wanted = desired.state == "enabled"
+        for vhost in facts["vhosts"]:
+            if vhost["key"] in selected_keys and vhost["stapling"] != wanted:
+                decider = vhost["stapling_directive"]
+                where = "%s:%s" % (decider["file"], decider["line"]) if decider else "httpd's default"
+                problems.append("%s would still have stapling %s (decided by %s)"
+                                % (vhost["id"], _on_off(not wanted), where))
+    problems.extend(post_config_problems(config, facts))
+    if problems:
+        raise StaplingError("the planned change would not work: " + "; ".join(problems))
+    return facts
+
+
+def post_config_problems(config, facts):
+    """What httpd only checks after 'Syntax OK', at (re)start: these kill the server at reload."""
+    problems = []
+    stapling_anywhere = any(v["stapling"] for v in facts["vhosts"])
+    cache = facts["server"]["stapling_cache"]
+    if stapling_anywhere and not cache:
+        problems.append("stapling is on but there is no server-scope SSLStaplingCache (httpd fails at reload "
+                        "with AH01958)")
+    if stapling_anywhere and cache:
+        module = facts["server"]["stapling_cache_module"]
+        if module and not config.has_module(module):
+            problems.append("SSLStaplingCache %s needs mod_%s, which is not loaded" % (cache, module))
+    for vhost_section in config.virtual_hosts():
+        for directive in config.in_vhost(vhost_section, "SSLStaplingCache"):
+            problems.append("%s: SSLStaplingCache is only allowed at server scope" % directive.location())
+    return problems

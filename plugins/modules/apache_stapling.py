@@ -1,0 +1,258 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) fleet.stapling contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: apache_stapling
+short_description: Switch OCSP stapling on or off across a whole Apache httpd configuration tree
+version_added: 1.0.0
+description:
+  - Reads the whole Apache configuration, starting at the main config and following C(Include) and C(IncludeOptional),
+    C(Define) and C(${VAR}), and C(<IfModule>), C(<IfDefine>), C(<IfVersion>) and C(<IfFile>) sections.
+  - Makes the effective C(SSLUseStapling) of every SSL virtual host, or of the selected ones, match O(state), by changing
+    the server-scope default and every vhost override that contradicts it. Edits are minimal; only the directive lines
+    that change or are added differ, and comments, line endings and other bytes stay as they were.
+  - When enabling, makes sure a server-scope C(SSLStaplingCache) exists (derived from C(SSLSessionCache) when none is
+    set) and that the socache module it needs is loaded, because C(apachectl -t) accepts a stapling setup without them
+    and httpd then dies at the next reload.
+  - Refuses to disable stapling for a vhost whose certificate carries OCSP Must-Staple unless O(force=true), because
+    browsers such as Firefox refuse such a site without a staple.
+  - Fixes typographic quotes (as pasted from documents) in stapling directives, with a warning.
+  - Every write is atomic and keeps owner, mode and SELinux context; the whole config is then checked with C(ctl -t),
+    and when that fails every changed file is restored byte for byte and the module fails with httpd's message.
+  - On cPanel servers the generated main C(httpd.conf) is never edited; server-scope changes go to
+    C(includes/pre_virtualhost_global.conf) and per-vhost changes to the vhost's userdata include directory.
+  - The module never reloads Apache; reloading is the job of a handler.
+author:
+  - fleet.stapling maintainers (@fleet-stapling)
+extends_documentation_fragment:
+  - fleet.stapling.apache_instance
+attributes:
+  check_mode:
+    support: full
+    description: Check mode computes the exact edits and reports them, writing nothing.
+  diff_mode:
+    support: full
+    description: One unified diff per changed file.
+  idempotent:
+    support: full
+    description: A second run with the same options changes nothing.
+options:
+  state:
+    description:
+      - V(enabled) makes stapling effective for every selected SSL vhost, V(disabled) switches it off.
+      - When omitted, only the tunables, O(cache) and O(ca_certificate_file) are applied.
+    type: str
+    choices: [enabled, disabled]
+  vhosts:
+    description:
+      - Only act on SSL vhosts whose C(ServerName) or a C(ServerAlias) matches one of these shell-style patterns.
+      - Without O(vhosts) and O(ocsp_hosts), every SSL vhost is affected and the server-scope default is changed.
+    type: list
+    elements: str
+    default: []
+  ocsp_hosts:
+    description:
+      - Only act on SSL vhosts whose certificate's OCSP URL (or C(SSLStaplingForceURL)) points at one of these hosts,
+        given as C(host) or C(host:port). This flips only one CA's sites during that CA's responder outage.
+    type: list
+    elements: str
+    default: []
+  force:
+    description:
+      - Disable stapling even for vhosts whose certificate is OCSP Must-Staple.
+    type: bool
+    default: false
+  cache:
+    description:
+      - The server-scope C(SSLStaplingCache) to set, for example V(shmcb:/run/apache2/ssl_stapling(512000\)).
+      - When omitted and stapling is enabled without any cache, one of the same kind and directory as C(SSLSessionCache)
+        is added, sized at 2 KiB per SSL vhost and at least 128000 bytes.
+    type: str
+  ca_certificate_file:
+    description:
+      - Sets the server-scope C(SSLCACertificateFile), the bundle httpd searches for each certificate's issuer.
+    type: path
+  responder_timeout:
+    description: Sets C(SSLStaplingResponderTimeout) (seconds) at server scope.
+    type: int
+  return_responder_errors:
+    description: Sets C(SSLStaplingReturnResponderErrors) at server scope.
+    type: bool
+  fake_try_later:
+    description: Sets C(SSLStaplingFakeTryLater) at server scope.
+    type: bool
+  standard_cache_timeout:
+    description: Sets C(SSLStaplingStandardCacheTimeout) (seconds) at server scope.
+    type: int
+  error_cache_timeout:
+    description: Sets C(SSLStaplingErrorCacheTimeout) (seconds) at server scope.
+    type: int
+  force_url:
+    description: Sets C(SSLStaplingForceURL) at server scope, overriding the OCSP URL of every certificate.
+    type: str
+  server_file:
+    description:
+      - The file to which new server-scope directives are appended when the config has no stapling settings yet.
+      - By default they go beside the existing stapling or session cache settings, or into cPanel's
+        C(pre_virtualhost_global.conf).
+    type: path
+  protected_files:
+    description:
+      - Files the module must never edit. Directives in them are overridden from later, editable files instead.
+      - Defaults to the main config on cPanel servers, which cPanel regenerates.
+    type: list
+    elements: path
+  backup:
+    description: Leave a timestamped copy of every file before changing it.
+    type: bool
+    default: false
+notes:
+  - The socache module check uses the C(LoadModule) lines of the config and the compiled-in modules that C(ctl -M) lists.
+seealso:
+  - module: fleet.stapling.apache_stapling_info
+"""
+
+EXAMPLES = r"""
+- name: Switch stapling off for every SSL vhost (incident kill switch)
+  fleet.stapling.apache_stapling:
+    state: disabled
+    ctl: "{{ stapling_apache_ctl | default(omit) }}"
+    config_file: "{{ stapling_apache_config_file | default(omit) }}"
+    server_root: "{{ stapling_apache_server_root | default(omit) }}"
+  notify: Validate and reload apache
+
+- name: Switch stapling off only for the sites of the CA whose responder is down
+  fleet.stapling.apache_stapling:
+    state: disabled
+    ocsp_hosts:
+      - ocsp.example-ca.test
+  register: stapling_change
+
+- name: Switch stapling back on with a short responder timeout and no fake tryLater
+  fleet.stapling.apache_stapling:
+    state: enabled
+    responder_timeout: 3
+    return_responder_errors: false
+    fake_try_later: false
+    error_cache_timeout: 60
+
+- name: Show what disabling would change, without writing anything
+  fleet.stapling.apache_stapling:
+    state: disabled
+    vhosts:
+      - "*.shop.example.com"
+  check_mode: true
+  diff: true
+"""
+
+RETURN = r"""
+changed_files:
+  description: The files that were (or in check mode would be) changed or created.
+  returned: always
+  type: list
+  elements: str
+  sample: [/etc/apache2/sites-available/shop.conf]
+backups:
+  description: Backup files made, by the path they back up.
+  returned: when O(backup=true) and something changed
+  type: dict
+  sample: {/etc/apache2/sites-available/shop.conf: /etc/apache2/sites-available/shop.conf.1234.2026-11-22@10:00:00~}
+vhost_changes:
+  description: The SSL vhosts whose effective stapling changes, with the new state.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{vhost: "shop.example.com (/etc/apache2/sites-enabled/shop.conf:1)", stapling: false}]
+selected_vhosts:
+  description: The ids of the SSL vhosts the selection matched (all of them without O(vhosts) and O(ocsp_hosts)).
+  returned: always
+  type: list
+  elements: str
+  sample: ["shop.example.com (/etc/apache2/sites-enabled/shop.conf:1)"]
+stapling:
+  description: The stapling facts after the change (in check mode, as they would be), see M(fleet.stapling.apache_stapling_info).
+  returned: always
+  type: dict
+  contains:
+    server:
+      description: Server-scope stapling settings.
+      type: dict
+      returned: always
+    vhosts:
+      description: One entry per SSL vhost.
+      type: list
+      elements: dict
+      returned: always
+  sample: {server: {stapling: false, stapling_cache: "shmcb:/run/apache2/ssl_stapling(128000)"}, vhosts: []}
+apache_version:
+  description: The version C(ctl -V) reported.
+  returned: always
+  type: str
+  sample: 2.4.62
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.fleet.stapling.plugins.module_utils import certificates
+from ansible_collections.fleet.stapling.plugins.module_utils.stapling_change import (
+    STAPLING_ERRORS,
+    change_stapling,
+    desired_from_params,
+)
+from ansible_collections.fleet.stapling.plugins.module_utils.apache_host import discover
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            state=dict(type="str", choices=["enabled", "disabled"]),
+            vhosts=dict(type="list", elements="str", default=[]),
+            ocsp_hosts=dict(type="list", elements="str", default=[]),
+            force=dict(type="bool", default=False),
+            cache=dict(type="str"),
+            ca_certificate_file=dict(type="path"),
+            responder_timeout=dict(type="int"),
+            return_responder_errors=dict(type="bool"),
+            fake_try_later=dict(type="bool"),
+            standard_cache_timeout=dict(type="int"),
+            error_cache_timeout=dict(type="int"),
+            force_url=dict(type="str"),
+            server_file=dict(type="path"),
+            protected_files=dict(type="list", elements="path"),
+            backup=dict(type="bool", default=False),
+            ctl=dict(type="raw"),
+            config_file=dict(type="path"),
+            server_root=dict(type="path"),
+        ),
+        supports_check_mode=True,
+    )
+    if not certificates.HAS_CRYPTOGRAPHY:
+        module.fail_json(msg=missing_required_lib("cryptography"), exception=certificates.CRYPTOGRAPHY_IMPORT_ERROR)
+
+    def run(command):
+        return module.run_command(command)
+
+    try:
+        host = discover(run, module.params["ctl"], module.params["config_file"], module.params["server_root"])
+        result = change_stapling(
+            host,
+            desired_from_params(module.params),
+            run=run,
+            check_mode=module.check_mode,
+            move=module.atomic_move,
+            backup=module.backup_local if module.params["backup"] else None,
+        )
+    except STAPLING_ERRORS as exc:
+        module.fail_json(msg=str(exc))
+    for warning in result.pop("warnings"):
+        module.warn(warning)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) fleet.stapling contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: apache_stapling_info
+short_description: Report OCSP stapling across a whole Apache httpd configuration tree
+version_added: 1.0.0
+description:
+  - Reads the whole Apache configuration the way M(fleet.stapling.apache_stapling) does and reports, for every SSL
+    virtual host, where it is defined, what it answers to, which certificate it serves, what that certificate says
+    (OCSP URL, issuer, expiry, OCSP Must-Staple, whether httpd can find its issuer) and whether stapling is in effect
+    for it, with the directive that decides it.
+  - Also reports the server-scope stapling directives, C(SSLSessionCache), the Apache version and whether the socache
+    module that the stapling cache needs is loaded.
+  - Changes nothing; meant for audits and for playbook conditions.
+author:
+  - fleet.stapling maintainers (@fleet-stapling)
+extends_documentation_fragment:
+  - fleet.stapling.apache_instance
+attributes:
+  check_mode:
+    support: full
+    description: The module only reads.
+  diff_mode:
+    support: none
+    description: Nothing changes, so there is nothing to show.
+  idempotent:
+    support: full
+    description: Reading twice gives the same report.
+options: {}
+seealso:
+  - module: fleet.stapling.apache_stapling
+"""
+
+EXAMPLES = r"""
+- name: Read the stapling setup of this host
+  fleet.stapling.apache_stapling_info:
+    ctl: "{{ stapling_apache_ctl | default(omit) }}"
+    config_file: "{{ stapling_apache_config_file | default(omit) }}"
+    server_root: "{{ stapling_apache_server_root | default(omit) }}"
+  register: stapling_info
+
+- name: Fail when a Must-Staple certificate is served without stapling
+  ansible.builtin.assert:
+    that: stapling_info.vhosts | selectattr('certificate.must_staple', 'defined')
+          | selectattr('certificate.must_staple') | rejectattr('stapling') | list | length == 0
+"""
+
+RETURN = r"""
+apache_version:
+  description: The version C(ctl -V) reported.
+  returned: always
+  type: str
+  sample: 2.4.62
+config_file:
+  description: The main configuration file that was read.
+  returned: always
+  type: str
+  sample: /etc/apache2/apache2.conf
+server:
+  description: Server-scope stapling settings.
+  returned: always
+  type: dict
+  contains:
+    stapling:
+      description: Whether C(SSLUseStapling) is on at server scope (the default of every vhost).
+      type: bool
+      returned: always
+      sample: true
+    stapling_cache:
+      description: The server-scope C(SSLStaplingCache), or null.
+      type: str
+      returned: always
+      sample: shmcb:/run/apache2/ssl_stapling(128000)
+    stapling_cache_module:
+      description: The socache module the stapling cache needs, or null.
+      type: str
+      returned: always
+      sample: socache_shmcb
+    stapling_cache_module_loaded:
+      description: Whether that module is loaded, or null when there is no cache.
+      type: bool
+      returned: always
+      sample: true
+    session_cache:
+      description: The server-scope C(SSLSessionCache), or null.
+      type: str
+      returned: always
+      sample: shmcb:/run/apache2/ssl_scache(512000)
+    ssl_module_loaded:
+      description: Whether mod_ssl is loaded.
+      type: bool
+      returned: always
+      sample: true
+    directives:
+      description: Every active server-scope stapling directive with its file and line.
+      type: list
+      elements: dict
+      returned: always
+      sample: [{name: SSLUseStapling, value: "on", file: /etc/httpd/conf.d/ssl.conf, line: 12}]
+vhosts:
+  description: One entry per SSL virtual host.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    id:
+      description: The vhost's name and where it is defined.
+      type: str
+      returned: always
+      sample: "shop.example.com (/etc/apache2/sites-enabled/shop.conf:1)"
+    key:
+      description: The file and the vhost's position among that file's vhosts; unlike RV(vhosts[].line), edits never change it.
+      type: str
+      returned: always
+      sample: "/etc/apache2/sites-enabled/shop.conf#0"
+    file:
+      description: The file that holds the C(<VirtualHost>) block.
+      type: str
+      returned: always
+      sample: /etc/apache2/sites-enabled/shop.conf
+    line:
+      description: The line of the C(<VirtualHost>) tag.
+      type: int
+      returned: always
+      sample: 1
+    addresses:
+      description: The addresses of the C(<VirtualHost>) tag.
+      type: list
+      elements: str
+      returned: always
+      sample: ["*:443"]
+    server_name:
+      description: C(ServerName), or null.
+      type: str
+      returned: always
+      sample: shop.example.com
+    aliases:
+      description: Every C(ServerAlias) name.
+      type: list
+      elements: str
+      returned: always
+      sample: [www.shop.example.com]
+    certificate_file:
+      description: The first C(SSLCertificateFile), resolved against ServerRoot.
+      type: str
+      returned: always
+      sample: /etc/ssl/certs/shop.pem
+    chain_file:
+      description: C(SSLCertificateChainFile), or null.
+      type: str
+      returned: always
+      sample: null
+    stapling:
+      description: Whether stapling is in effect for this vhost.
+      type: bool
+      returned: always
+      sample: true
+    stapling_decided_by:
+      description: V(vhost) (its own C(SSLUseStapling)), V(server) (the server-scope one) or V(default) (none, off).
+      type: str
+      returned: always
+      sample: server
+    stapling_directive:
+      description: The deciding directive with file and line, or null.
+      type: dict
+      returned: always
+      sample: {name: SSLUseStapling, value: "on", file: /etc/httpd/conf.d/ssl.conf, line: 12}
+    certificate:
+      description: What the certificate says, or null when it could not be read (see RV(vhosts[].certificate_error)).
+      type: dict
+      returned: always
+      sample: {subject: CN=shop.example.com, issuer: "CN=Example CA", serial: 1A2B, not_after: "2027-01-01T00:00:00Z",
+               ocsp_url: "http://ocsp.example-ca.test", must_staple: false, issuer_found: true}
+    certificate_error:
+      description: Why the certificate could not be read, or null.
+      type: str
+      returned: always
+      sample: null
+files:
+  description: Every configuration file that was read, in the order httpd reads them.
+  returned: always
+  type: list
+  elements: str
+  sample: [/etc/apache2/apache2.conf, /etc/apache2/ports.conf]
+missing_includes:
+  description: IncludeOptional patterns that matched nothing.
+  returned: always
+  type: list
+  elements: str
+  sample: [/etc/apache2/conf-enabled/*.conf]
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.fleet.stapling.plugins.module_utils import certificates, stapling_facts
+from ansible_collections.fleet.stapling.plugins.module_utils.apache_host import discover
+from ansible_collections.fleet.stapling.plugins.module_utils.stapling_change import STAPLING_ERRORS
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            ctl=dict(type="raw"),
+            config_file=dict(type="path"),
+            server_root=dict(type="path"),
+        ),
+        supports_check_mode=True,
+    )
+    if not certificates.HAS_CRYPTOGRAPHY:
+        module.fail_json(msg=missing_required_lib("cryptography"), exception=certificates.CRYPTOGRAPHY_IMPORT_ERROR)
+    try:
+        host = discover(module.run_command, module.params["ctl"], module.params["config_file"],
+                        module.params["server_root"])
+        facts = stapling_facts.stapling_facts(host.parse())
+    except STAPLING_ERRORS as exc:
+        module.fail_json(msg=str(exc))
+    for warning in facts.pop("warnings"):
+        module.warn(warning)
+    module.exit_json(changed=False, apache_version=host.version_string, config_file=host.config_file, **facts)
+
+
+if __name__ == "__main__":
+    main()
