@@ -7,7 +7,6 @@ what each vhost staples and `openssl ocsp` for what each fault mode answers.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
 import socket
@@ -21,38 +20,9 @@ import pytest
 
 from fleetlab import responder
 from fleetlab.staple_check import check_staple
+from fleetlab.testing import RunningLab, free_port_block, lab_cli
 
-LAB_PY = Path(__file__).resolve().parent.parent / "lab.py"
 HOSTS = 3
-
-
-def free_port_block(size: int) -> int:
-    """A base port whose next ``size`` ports are free on IPv4 loopback (and IPv6 where there is one)."""
-    for base in range(21000 + (os.getpid() % 50) * 40, 40000, 40):
-        if all(_port_free(port) for port in range(base, base + size)):
-            return base
-    raise RuntimeError("no free block of loopback ports")
-
-
-def _port_free(port: int) -> bool:
-    families = [(socket.AF_INET, "127.0.0.1")]
-    if responder.ipv6_loopback_available():
-        families.append((socket.AF_INET6, "::1"))
-    for family, address in families:
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind((address, port))
-            except OSError:
-                return False
-    return True
-
-
-def lab_cli(directory: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, str(LAB_PY), "--dir", str(directory), *args],
-                            capture_output=True, text=True, timeout=120, check=False)
-    if check and result.returncode != 0:
-        raise AssertionError(f"lab.py {' '.join(args)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
-    return result
 
 
 def process_alive(pid: int) -> bool:
@@ -64,12 +34,9 @@ def process_alive(pid: int) -> bool:
 
 @pytest.fixture(scope="module")
 def lab():
-    directory = Path(tempfile.mkdtemp(prefix="fleet-lab-test-"))
-    lab_cli(directory, "up", "--hosts", str(HOSTS), "--base-port", str(free_port_block(20)))
-    state = json.loads((directory / "lab.json").read_text())
-    yield {"dir": directory, "state": state}
-    lab_cli(directory, "down", check=False)
-    shutil.rmtree(directory, ignore_errors=True)
+    running = RunningLab(HOSTS)
+    yield {"dir": running.dir, "state": running.state}
+    running.stop()
 
 
 def bundle(lab: dict, ca: str) -> Path:
