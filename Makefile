@@ -49,7 +49,8 @@ lab-status: deps
 lab-down: deps
 	$(LAB) down
 
-demo: lab-up lab-status
+demo: deps
+	tests/lab/demo/run.sh
 
 clean:
 	rm -rf build tests/output .pytest_cache .ansible

@@ -3,6 +3,7 @@
 
   lab.py up [--hosts N] [--base-port P] [--reset]   build the PKI, start responders and hosts, write inventory.yml
   lab.py status [--json]                          what runs, on which port, in which fault mode
+  lab.py staples [--json]                         what each vhost staples, as openssl s_client -status sees it
   lab.py fault CA|all MODE                        switch a responder's fault mode while it runs
   lab.py reset-host NAME                          pristine config for one host, restarted with an empty cache
   lab.py inventory                                print the inventory's path
@@ -35,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--reset", action="store_true", help="restart running hosts with pristine configs")
     status = commands.add_parser("status", help="show the lab")
     status.add_argument("--json", action="store_true")
+    staples = commands.add_parser("staples", help="show what every vhost staples")
+    staples.add_argument("--json", action="store_true")
     fault = commands.add_parser("fault", help="switch a responder's fault mode")
     fault.add_argument("ca")
     fault.add_argument("mode", choices=responder.MODES)
@@ -65,6 +68,12 @@ def _run(lab: Lab, args: argparse.Namespace) -> int:
             _print_status(report)
         healthy = all(r["running"] for r in report["responders"]) and all(h["answers"] for h in report["hosts"])
         return 0 if healthy else 3
+    elif args.command == "staples":
+        seen = lab.staples()
+        if args.json:
+            print(json.dumps(seen, indent=2))
+        else:
+            _print_staples(seen)
     elif args.command == "fault":
         for name in lab.fault(args.ca, args.mode):
             print(f"responder {name}: {args.mode}")
@@ -78,6 +87,20 @@ def _run(lab: Lab, args: argparse.Namespace) -> int:
         stopped = lab.down()
         print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
     return 0
+
+
+def _print_staples(seen: list[dict]) -> None:
+    print(f"  {'host':<6} {'vhost':<30} {'CA':<6} {'certificate':<12} stapled")
+    for item in seen:
+        if not item["handshake"]:
+            answer = "TLS handshake FAILED"
+        elif not item["stapled"]:
+            answer = "-"
+        elif item["cert_status"]:
+            answer = f"{item['cert_status']} ({item['response_status']})"
+        else:
+            answer = f"{item['response_status']} (no certificate status)"
+        print(f"  {item['host']:<6} {item['vhost']:<30} {item['ca']:<6} {item['kind']:<12} {answer}")
 
 
 def _print_status(report: dict) -> None:

@@ -18,6 +18,7 @@ from fleetlab import apache, pki, responder
 from fleetlab.apache import LabError
 from fleetlab.inventory import write_inventory
 from fleetlab.layouts import LAYOUTS, HostPlan, Vhost, render, write_tree
+from fleetlab.staple_check import check_staple
 
 CAS = ("alpha", "beta")
 DEFAULT_DIR = Path(os.environ.get("FLEET_LAB_DIR", "/tmp/fleet-stapling-lab"))
@@ -255,6 +256,18 @@ class Lab:
                 "vhosts": [f"{v['server_name']} ({v['ca']}, {v['kind']})" for v in host["vhosts"]],
             })
         return report
+
+    def staples(self) -> list[dict]:
+        """What a TLS client is stapled by every vhost right now (openssl s_client -status)."""
+        state = self.require_state()
+        seen = []
+        for host in state["hosts"]:
+            for vhost in host["vhosts"]:
+                check = check_staple(host["port"], vhost["server_name"], self.pki_dir / vhost["ca"] / "bundle.pem")
+                seen.append({"host": host["name"], "vhost": vhost["server_name"], "ca": vhost["ca"],
+                             "kind": vhost["kind"], "handshake": check.handshake_ok, "stapled": check.stapled,
+                             "response_status": check.response_status, "cert_status": check.cert_status})
+        return seen
 
     def down(self) -> list[str]:
         state = self.load_state()
