@@ -7,7 +7,11 @@ require_venv
 
 lab() { "$PY" "$REPO_ROOT/tests/lab/lab.py" "$@"; }
 step() { printf '\n\033[1m=== %s\033[0m\n' "$*"; }
-pause() { [[ -t 0 && "${DEMO_NO_PAUSE:-0}" != 1 ]] && read -r -p "(press Enter to go on) " _reply || true; }
+pause() {
+    if [[ -t 0 && "${DEMO_NO_PAUSE:-0}" != 1 ]]; then
+        read -r -p "(press Enter to go on) " _reply
+    fi
+}
 
 collections_root="$(mktemp -d "${TMPDIR:-/tmp}/fleet-stapling-demo.XXXXXX")"
 trap 'rm -rf "$collections_root"' EXIT

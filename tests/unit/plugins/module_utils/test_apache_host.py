@@ -1,0 +1,66 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) fleet.stapling contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.fleet.stapling.plugins.module_utils import apache_host
+
+DASH_V = """Server version: Apache/2.4.62 (Debian)
+Server built:   2024-07-01T00:00:00
+Server compiled with....
+ -D APR_HAS_SENDFILE
+ -D HTTPD_ROOT="/etc/apache2"
+ -D SERVER_CONFIG_FILE="apache2.conf"
+"""
+
+DASH_M = """Loaded Modules:
+ core_module (static)
+ so_module (static)
+ version_module (static)
+ mpm_event_module (shared)
+ ssl_module (shared)
+"""
+
+
+def test_compile_settings_and_version_come_from_ctl_v():
+    settings, version = apache_host.parse_compile_settings(DASH_V)
+    assert settings["HTTPD_ROOT"] == "/etc/apache2"
+    assert settings["SERVER_CONFIG_FILE"] == "apache2.conf"
+    assert settings["APR_HAS_SENDFILE"] is True
+    assert version == (2, 4, 62)
+
+
+def test_only_static_modules_are_taken_from_ctl_m():
+    assert apache_host.parse_static_modules(DASH_M) == ["core_module", "so_module", "version_module"]
+
+
+def test_discover_prefers_d_and_f_given_in_the_ctl_command(tmp_path):
+    main = tmp_path / "conf" / "httpd.conf"
+    main.parent.mkdir()
+    main.write_text("LogLevel warn\n")
+    calls = []
+
+    def run(command):
+        calls.append(command)
+        return (0, DASH_V, "") if command[-1] == "-V" else (0, DASH_M, "")
+
+    host = apache_host.discover(run, "/usr/sbin/apache2 -d %s -f %s" % (tmp_path, main))
+    assert (host.server_root, host.config_file, host.version_string) == (str(tmp_path), str(main), "2.4.62")
+    assert calls[0] == ["/usr/sbin/apache2", "-d", str(tmp_path), "-f", str(main), "-V"]
+
+
+def test_discover_explains_a_missing_main_config(tmp_path):
+    def run(command):
+        return 0, DASH_V.replace("/etc/apache2", str(tmp_path)), ""
+
+    with pytest.raises(apache_host.ApacheHostError, match="does not exist; set config_file"):
+        apache_host.discover(run, "apache2ctl")
+
+
+def test_discover_reports_a_failing_ctl():
+    with pytest.raises(apache_host.ApacheHostError, match="failed"):
+        apache_host.discover(lambda command: (127, "", "not found"), "/nowhere/apachectl")

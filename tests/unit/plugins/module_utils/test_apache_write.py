@@ -1,0 +1,101 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) fleet.stapling contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from ansible_collections.fleet.stapling.plugins.module_utils import apache_edit, apache_write
+from ansible_collections.fleet.stapling.plugins.module_utils.apache_config import parse_config
+
+
+def test_failed_validation_restores_every_byte_and_removes_new_files(tmp_path):
+    existing = tmp_path / "a.conf"
+    existing.write_bytes(b"# caf\xe9\r\nSSLUseStapling on\r\n")
+    os.chmod(str(existing), 0o640)
+    new_file = tmp_path / "userdata" / "site" / "fleet_stapling.conf"
+    rendered = {str(existing): (existing.read_bytes(), b"SSLUseStapling off\r\n"),
+                str(new_file): (None, b"SSLUseStapling off\n")}
+    with pytest.raises(apache_write.WriteError, match="AH00526: Syntax error"):
+        apache_write.apply_changes(rendered, validate=lambda: (False, "AH00526: Syntax error on line 1"))
+    assert existing.read_bytes() == b"# caf\xe9\r\nSSLUseStapling on\r\n"
+    assert oct(os.stat(str(existing)).st_mode & 0o777) == oct(0o640)
+    assert not (tmp_path / "userdata").exists()
+    assert sorted(os.listdir(str(tmp_path))) == ["a.conf"]  # no temporary files left behind
+
+
+def test_successful_write_keeps_mode_and_makes_backups(tmp_path):
+    target = tmp_path / "ssl.conf"
+    target.write_bytes(b"SSLUseStapling on\n")
+    os.chmod(str(target), 0o600)
+    backups = apache_write.apply_changes(
+        {str(target): (b"SSLUseStapling on\n", b"SSLUseStapling off\n")},
+        validate=lambda: (True, "Syntax OK"),
+        backup=lambda path: _copy(path, path + ".bak"))
+    assert target.read_bytes() == b"SSLUseStapling off\n"
+    assert oct(os.stat(str(target)).st_mode & 0o777) == oct(0o600)
+    assert open(backups[str(target)], "rb").read() == b"SSLUseStapling on\n"
+
+
+def test_symlinked_site_is_edited_through_the_link(tmp_path):
+    (tmp_path / "sites-available").mkdir()
+    (tmp_path / "sites-enabled").mkdir()
+    real = tmp_path / "sites-available" / "shop.conf"
+    real.write_bytes(b"SSLUseStapling on\n")
+    link = tmp_path / "sites-enabled" / "shop.conf"
+    link.symlink_to("../sites-available/shop.conf")
+    apache_write.apply_changes({str(link): (b"SSLUseStapling on\n", b"SSLUseStapling off\n")},
+                               validate=lambda: (True, ""))
+    assert link.is_symlink()
+    assert real.read_bytes() == b"SSLUseStapling off\n"
+
+
+def _copy(source, destination):
+    with open(source, "rb") as reader, open(destination, "wb") as writer:
+        writer.write(reader.read())
+    return destination
+
+
+def parsed(tmp_path, content):
+    path = tmp_path / "httpd.conf"
+    path.write_bytes(content)
+    return parse_config(str(path)), str(path)
+
+
+def test_replacing_arguments_keeps_indent_spelling_alignment_and_line_ending(tmp_path):
+    config, path = parsed(tmp_path, b"  sslUseStapling\t\ton\r\nLogLevel warn\r\n")
+    edit = apache_edit.replace_args(config, config.active("SSLUseStapling")[0], ["off"], "test")
+    assert apache_edit.render_edits(config, [edit])[path][1] == b"  sslUseStapling\t\toff\r\nLogLevel warn\r\n"
+
+
+def test_replacing_a_continued_directive_makes_one_line(tmp_path):
+    config, path = parsed(tmp_path, b"SSLStaplingCache \\\n  shmcb:/a(1)\nLogLevel warn\n")
+    edit = apache_edit.replace_args(config, config.active("SSLStaplingCache")[0], ["shmcb:/b(2)"], "test")
+    assert apache_edit.render_edits(config, [edit])[path][1] == b"SSLStaplingCache shmcb:/b(2)\nLogLevel warn\n"
+
+
+def test_appending_to_a_file_without_final_newline_keeps_the_last_line_whole(tmp_path):
+    config, path = parsed(tmp_path, b"LogLevel warn")
+    edit = apache_edit.append_to_file(config, path, [("SSLUseStapling", ["off"])], "test")
+    assert apache_edit.render_edits(config, [edit])[path][1] == b"LogLevel warn\nSSLUseStapling off\n"
+
+
+def test_arguments_with_spaces_are_quoted():
+    assert apache_edit.quote_arg("shmcb:/run/x(1)") == "shmcb:/run/x(1)"
+    assert apache_edit.quote_arg("/path with space/ca.pem") == '"/path with space/ca.pem"'
+
+
+def test_unchanged_render_is_not_reported(tmp_path):
+    config, _path = parsed(tmp_path, b"SSLUseStapling on\n")
+    edit = apache_edit.replace_args(config, config.active("SSLUseStapling")[0], ["on"], "test")
+    assert apache_edit.render_edits(config, [edit]) == {}
+
+
+def test_unified_diff_shows_only_the_changed_line(tmp_path):
+    diff = apache_edit.unified_diff("/etc/x.conf", b"a\nSSLUseStapling on\nb\n", b"a\nSSLUseStapling off\nb\n")
+    assert [line for line in diff.splitlines() if line[:1] in "+-" and not line.startswith(("+++", "---"))] == \
+        ["-SSLUseStapling on", "+SSLUseStapling off"]

@@ -1,0 +1,193 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) fleet.stapling contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Planning stapling changes on small config trees written for each test (no Apache needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.fleet.stapling.plugins.module_utils import apache_edit, stapling_facts, stapling_plan
+from ansible_collections.fleet.stapling.plugins.module_utils.apache_config import parse_config
+
+from ansible_collections.fleet.stapling.tests.unit.plugins.module_utils.certificate_factory import TestCA, pem
+
+ALPHA_URL = "http://ocsp.alpha.test/"
+BETA_URL = "http://ocsp.beta.test:8080/"
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """A RHEL-like tree: server-wide stapling in conf.d/ssl.conf, three SSL vhosts in conf.d/sites.conf."""
+    ca = TestCA()
+    certs = {
+        "shop": ca.leaf("shop.test", ALPHA_URL),
+        "secure": ca.leaf("secure.test", ALPHA_URL, must_staple=True),
+        "blog": ca.leaf("blog.test", BETA_URL),
+        "new": ca.leaf("new.test"),
+    }
+    for name, certificate in certs.items():
+        (tmp_path / ("%s.pem" % name)).write_bytes(pem(certificate) + ca.pem)
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "httpd.conf").write_text(
+        'ServerRoot "%s"\nLoadModule ssl_module modules/mod_ssl.so\n'
+        "LoadModule socache_shmcb_module modules/mod_socache_shmcb.so\nIncludeOptional conf.d/*.conf\n" % tmp_path)
+    (tmp_path / "conf.d" / "ssl.conf").write_text(
+        "SSLSessionCache         shmcb:/run/httpd/sslcache(512000)\n"
+        "SSLStaplingCache        shmcb:/run/httpd/ssl_stapling(128000)\n"
+        "SSLUseStapling          on\n")
+    sites = []
+    for name in certs:
+        sites.append("<VirtualHost *:443>\n    ServerName %s.test\n    SSLEngine on\n"
+                     "    SSLCertificateFile %s/%s.pem\n</VirtualHost>\n" % (name, tmp_path, name))
+    (tmp_path / "conf.d" / "sites.conf").write_text("".join(sites))
+    return tmp_path
+
+
+def plan_for(root, **wanted):
+    config = parse_config(str(root / "httpd.conf"))
+    facts = stapling_facts.stapling_facts(config)
+    desired = stapling_plan.Desired(**wanted)
+    plan = stapling_plan.plan_stapling(config, facts, desired)
+    rendered = apache_edit.render_edits(config, plan.edits)
+    keys = set(v["key"] for v in plan.selected)
+    stapling_plan.verify_planned(lambda overrides: parse_config(str(root / "httpd.conf"), overrides=overrides),
+                                 rendered, desired, keys)
+    return plan, rendered
+
+
+def apply(rendered):
+    for path, (_old, new) in rendered.items():
+        with open(path, "wb") as handle:
+            handle.write(new)
+
+
+def changed_lines(rendered, path):
+    old, new = rendered[str(path)]
+    before, after = old.splitlines(), new.splitlines()
+    return [line for line in after if line not in before], [line for line in before if line not in after]
+
+
+def test_disabling_everything_flips_only_the_server_default(tree):
+    plan, rendered = plan_for(tree, state="disabled", force=True)
+    assert sorted(rendered) == [str(tree / "conf.d" / "ssl.conf")]
+    added, removed = changed_lines(rendered, tree / "conf.d" / "ssl.conf")
+    assert (added, removed) == ([b"SSLUseStapling          off"], [b"SSLUseStapling          on"])
+    assert len(plan.vhost_changes) == 4
+
+
+def test_second_plan_after_applying_changes_nothing(tree):
+    _plan, rendered = plan_for(tree, state="disabled", force=True)
+    apply(rendered)
+    plan, rendered = plan_for(tree, state="disabled", force=True)
+    assert rendered == {} and plan.vhost_changes == []
+
+
+def test_must_staple_vhost_blocks_disabling_and_is_named(tree):
+    with pytest.raises(stapling_plan.StaplingError, match=r"Must-Staple.*secure\.test"):
+        plan_for(tree, state="disabled")
+
+
+def test_selection_by_ocsp_host_inserts_an_override_in_that_vhost_only(tree):
+    _plan, rendered = plan_for(tree, state="disabled", ocsp_hosts=["ocsp.beta.test"])
+    sites = tree / "conf.d" / "sites.conf"
+    added, removed = changed_lines(rendered, sites)
+    assert (added, removed) == ([b"    SSLUseStapling off"], [])
+    after = rendered[str(sites)][1].decode()
+    blog_block = after.split("blog.test")[1].split("</VirtualHost>")[0]
+    assert "SSLUseStapling off" in blog_block
+
+
+def test_ocsp_host_with_port_matches_too(tree):
+    plan, _rendered = plan_for(tree, state="disabled", ocsp_hosts=["ocsp.beta.test:8080"])
+    assert [v["server_name"] for v in plan.selected] == ["blog.test"]
+
+
+def test_selection_by_name_glob(tree):
+    plan, _rendered = plan_for(tree, state="disabled", vhosts=["s*.test"], force=True)
+    assert sorted(v["server_name"] for v in plan.selected) == ["secure.test", "shop.test"]
+
+
+def test_selection_matching_nothing_warns_and_changes_nothing(tree):
+    plan, rendered = plan_for(tree, state="disabled", vhosts=["nope.*"])
+    assert rendered == {}
+    assert "no SSL vhost matches" in plan.warnings[0]
+
+
+def test_enabling_without_a_cache_derives_one_from_the_session_cache(tree):
+    ssl_conf = tree / "conf.d" / "ssl.conf"
+    ssl_conf.write_text("SSLSessionCache shmcb:/run/httpd/sslcache(512000)\n")
+    plan, rendered = plan_for(tree, state="enabled")
+    added, _removed = changed_lines(rendered, ssl_conf)
+    assert added == [b"SSLUseStapling on", b"SSLStaplingCache shmcb:/run/httpd/ssl_stapling(128000)"]
+    assert any("SSLStaplingCache" in warning for warning in plan.warnings)
+    assert any("new.test" in warning and "no OCSP URL" in warning for warning in plan.warnings)
+
+
+def test_derived_cache_grows_with_the_number_of_vhosts(tree):
+    facts = {"server": {"session_cache": "dbm:/var/cache/ssl_scache"}}
+    config = parse_config(str(tree / "httpd.conf"))
+    assert stapling_plan.derive_cache(config, facts, 10) == "dbm:/var/cache/ssl_stapling"
+    facts = {"server": {"session_cache": "shmcb:logs/ssl_scache(512000)"}}
+    assert stapling_plan.derive_cache(config, facts, 5000) == "shmcb:logs/ssl_stapling(10240000)"
+
+
+def test_enabling_fails_when_the_cache_module_is_not_loaded(tree):
+    httpd = tree / "httpd.conf"
+    httpd.write_text(httpd.read_text().replace("LoadModule socache_shmcb_module", "#LoadModule socache_shmcb_module"))
+    (tree / "conf.d" / "ssl.conf").write_text("SSLSessionCache shmcb:/run/httpd/sslcache(512000)\n")
+    with pytest.raises(stapling_plan.StaplingError, match="mod_socache_shmcb"):
+        plan_for(tree, state="enabled")
+
+
+def test_typographic_quotes_in_a_stapling_directive_are_fixed_with_a_warning(tree):
+    ssl_conf = tree / "conf.d" / "ssl.conf"
+    ssl_conf.write_text(u"SSLStaplingCache \u201cshmcb:/run/httpd/ssl_stapling(128000)\u201c\nSSLUseStapling on\n",
+                        encoding="utf-8")
+    plan, rendered = plan_for(tree, state="enabled")
+    assert rendered[str(ssl_conf)][1].startswith(b"SSLStaplingCache shmcb:/run/httpd/ssl_stapling(128000)\n")
+    assert any("typographic" in warning for warning in plan.warnings)
+
+
+def test_crlf_file_gets_crlf_lines(tree):
+    sites = tree / "conf.d" / "sites.conf"
+    sites.write_bytes(sites.read_bytes().replace(b"\n", b"\r\n"))
+    _plan, rendered = plan_for(tree, state="disabled", ocsp_hosts=["ocsp.beta.test"])
+    new = rendered[str(sites)][1]
+    assert b"    SSLUseStapling off\r\n" in new
+    assert new.count(b"\n") == new.count(b"\r\n")
+
+
+def test_protected_file_is_overridden_from_an_editable_one(tree):
+    httpd = tree / "httpd.conf"
+    httpd.write_text(httpd.read_text() + "SSLUseStapling on\nInclude includes/pre_virtualhost_global.conf\n")
+    (tree / "includes").mkdir()
+    (tree / "includes" / "pre_virtualhost_global.conf").write_text("# cPanel include\n")
+    (tree / "conf.d" / "ssl.conf").write_text("SSLSessionCache shmcb:/run/httpd/sslcache(512000)\n")
+    _plan, rendered = plan_for(tree, state="disabled", force=True)
+    assert str(httpd) not in rendered
+    assert rendered[str(tree / "includes" / "pre_virtualhost_global.conf")][1].endswith(b"SSLUseStapling off\n")
+
+
+def test_a_change_that_a_later_protected_line_would_undo_is_refused(tree):
+    httpd = tree / "httpd.conf"
+    httpd.write_text(httpd.read_text() + "SSLUseStapling on\n")
+    ssl_conf = tree / "conf.d" / "ssl.conf"
+    ssl_conf.write_text("SSLSessionCache shmcb:/run/httpd/sslcache(512000)\nSSLUseStapling on\n")
+    with pytest.raises(stapling_plan.StaplingError, match="would still have stapling on"):
+        plan_for(tree, state="disabled", force=True, protected_files=[str(httpd)])
+
+
+def test_post_config_problem_stapling_without_cache_is_caught(tree):
+    (tree / "conf.d" / "ssl.conf").write_text("SSLUseStapling on\n")
+    config = parse_config(str(tree / "httpd.conf"))
+    problems = stapling_plan.post_config_problems(config, stapling_facts.stapling_facts(config, False))
+    assert any("AH01958" in problem for problem in problems)
+
+
+def test_tunables_are_set_at_server_scope(tree):
+    _plan, rendered = plan_for(tree, tunables={"responder_timeout": 3, "fake_try_later": False})
+    added, _removed = changed_lines(rendered, tree / "conf.d" / "ssl.conf")
+    assert added == [b"SSLStaplingResponderTimeout 3", b"SSLStaplingFakeTryLater off"]
