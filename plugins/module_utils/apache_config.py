@@ -44,6 +44,7 @@ class SourceFile(object):
     def __init__(self, path, lines):
         self.path = path
         self.lines = lines
+        self._newline = None
 
     @classmethod
     def read(cls, path):
@@ -57,8 +58,10 @@ class SourceFile(object):
     @property
     def newline(self):
         """The line ending this file mostly uses, for lines that edits insert."""
-        crlf = sum(1 for line in self.lines if line.endswith(b"\r\n"))
-        return b"\r\n" if crlf * 2 > len(self.lines) else b"\n"
+        if self._newline is None:
+            crlf = sum(1 for line in self.lines if line.endswith(b"\r\n"))
+            self._newline = b"\r\n" if crlf * 2 > len(self.lines) else b"\n"
+        return self._newline
 
 
 class Directive(object):
@@ -133,20 +136,32 @@ class ApacheConfig(object):
         self.loaded_modules = set()
         self.warnings = []
         self.missing_includes = []
+        # Built on first use, once parsing is over: a host with thousands of vhosts asks for the
+        # server's settings once per vhost, and scanning every directive each time would be quadratic.
+        self._active_by_key = None
+        self._server_scope_by_key = {}
 
     # -------------------------------------------------------------- queries
 
     def active(self, key):
         """Every active directive named ``key`` (case-insensitive), in read order."""
-        key = key.lower()
-        return [d for d in self.directives if d.active and d.key == key]
+        if self._active_by_key is None:
+            index = {}
+            for directive in self.directives:
+                if directive.active:
+                    index.setdefault(directive.key, []).append(directive)
+            self._active_by_key = index
+        return list(self._active_by_key.get(key.lower(), ()))
 
     def virtual_hosts(self):
-        return [d for d in self.directives if d.active and d.is_section and d.key == "virtualhost"]
+        return [d for d in self.active("virtualhost") if d.is_section]
 
     def server_scope(self, key):
         """Active directives named ``key`` outside every <VirtualHost>: the main server's settings."""
-        return [d for d in self.active(key) if d.enclosing("virtualhost") is None]
+        key = key.lower()
+        if key not in self._server_scope_by_key:
+            self._server_scope_by_key[key] = [d for d in self.active(key) if d.enclosing("virtualhost") is None]
+        return list(self._server_scope_by_key[key])
 
     def in_vhost(self, vhost, key):
         key = key.lower()

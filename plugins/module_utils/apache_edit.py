@@ -98,12 +98,17 @@ def render_edits(config, edits):
     results = {}
     for path, file_edits in by_path.items():
         source = config.files.get(path)
-        lines = list(source.lines) if source else []
-        # apply from the bottom up so earlier line numbers stay valid; inserts at one spot keep their order
-        for edit in sorted(file_edits, key=lambda e: (e.start, e.end), reverse=True):
-            lines[edit.start:edit.end] = edit.new_lines
+        old_lines = source.lines if source else []
+        # one pass from the top: copy what lies between edits, then each edit's new lines
+        pieces = []
+        position = 0
+        for edit in sorted(file_edits, key=lambda e: (e.start, e.end)):
+            pieces.extend(old_lines[position:edit.start])
+            pieces.extend(edit.new_lines)
+            position = max(position, edit.end)
+        pieces.extend(old_lines[position:])
         old = source.render() if source else None
-        new = b"".join(lines)
+        new = b"".join(pieces)
         if old != new:
             results[path] = (old, new)
     return results

@@ -10,12 +10,7 @@ Check mode and a real run share everything up to the write, so they report the s
 
 from __future__ import annotations
 
-from ansible_collections.fleet.stapling.plugins.module_utils import (
-    apache_edit,
-    apache_write,
-    stapling_facts,
-    stapling_plan,
-)
+from ansible_collections.fleet.stapling.plugins.module_utils import apache_write, stapling_facts, stapling_plan
 from ansible_collections.fleet.stapling.plugins.module_utils.apache_config import ApacheConfigError
 from ansible_collections.fleet.stapling.plugins.module_utils.apache_host import ApacheHostError
 from ansible_collections.fleet.stapling.plugins.module_utils.certificates import CertificateError
@@ -46,12 +41,7 @@ def desired_from_params(params):
 
 
 def change_stapling(host, desired, run, check_mode, move=apache_write.plain_move, backup=None):
-    config = host.parse()
-    facts = stapling_facts.stapling_facts(config)
-    plan = stapling_plan.plan_stapling(config, facts, desired)
-    rendered = apache_edit.render_edits(config, plan.edits)
-    selected_keys = set(v["key"] for v in plan.selected)
-    after = stapling_plan.verify_planned(host.parse, rendered, desired, selected_keys)
+    plan, rendered, facts, after = stapling_plan.plan_change(host.parse, desired)
     result = {
         "changed": bool(rendered),
         "changed_files": sorted(rendered),

@@ -139,16 +139,24 @@ class _Writer(object):
         self.plan = plan
         self.protected = protected_files(config, desired)
         self.server_additions = []  # (name, args) to add at server scope, written as one block
+        self.rewritten = {}  # (path, line index) -> the edit already planned for that directive
 
     def editable(self, path):
         return path not in self.protected
 
     def set_directive(self, directive, args, reason):
-        if list(directive.args) == list(args) and not _has_typographic(directive):
+        where = (directive.path, directive.start)
+        planned = self.rewritten.get(where)
+        if planned is None and list(directive.args) == list(args) and not _has_typographic(directive):
             return True
         if not self.editable(directive.path):
             return False
-        self.plan.add(apache_edit.replace_args(self.config, directive, args, reason))
+        edit = apache_edit.replace_args(self.config, directive, args, reason)
+        if planned is not None:
+            # a second wish for the same line (quotes fixed, then the value changed): the last one wins
+            self.plan.edits.remove(planned)
+        self.rewritten[where] = edit
+        self.plan.add(edit)
         return True
 
     def set_server(self, name, args, reason):
@@ -239,7 +247,31 @@ def derive_cache(config, facts, stapling_vhost_count):
     return "shmcb:%s(%d)" % (os.path.join(config.server_root, "logs", "ssl_stapling"), size)
 
 
+def plan_change(parse, desired):
+    """The whole plan: quotes fixed first, then the stapling change planned on the fixed tree, then checked.
+
+    ``parse(overrides)`` reads the tree (with planned contents for some paths). Returns the plan, the
+    rendered changes {path: (old bytes or None, new bytes)} and the facts before and after.
+    """
+    config = parse(None)
+    fixes = Plan()
+    _fix_typographic_quotes(config, _Writer(config, desired, fixes), fixes)
+    fixed = apache_edit.render_edits(config, fixes.edits)
+    if fixed:
+        # a value in typographic quotes means nothing to httpd: plan the rest on the repaired tree
+        config = parse(dict((path, new) for path, (_old, new) in fixed.items()))
+    facts = stapling_facts.stapling_facts(config)
+    plan = plan_stapling(config, facts, desired)
+    plan.warnings[:0] = fixes.warnings
+    rendered = dict(fixed)
+    for path, (old, new) in apache_edit.render_edits(config, plan.edits).items():
+        rendered[path] = (fixed[path][0] if path in fixed else old, new)
+    after = verify_planned(parse, rendered, desired, set(v["key"] for v in plan.selected))
+    return plan, rendered, facts, after
+
+
 def plan_stapling(config, facts, desired):
+    """Edits for the stapling state and settings asked for, on a tree without typographic quotes."""
     plan = Plan()
     writer = _Writer(config, desired, plan)
     sections = dict((v.location(), v) for v in config.virtual_hosts())
@@ -248,7 +280,6 @@ def plan_stapling(config, facts, desired):
         plan.warnings.append("no SSL vhost matches the selection (vhosts=%s, ocsp_hosts=%s)"
                              % (desired.vhosts, desired.ocsp_hosts))
 
-    _fix_typographic_quotes(config, writer, plan)
     if desired.state == "disabled":
         _guard_must_staple(plan.selected, desired)
     if desired.state in ("enabled", "disabled"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.fleet.stapling.plugins.module_utils import apache_edit, stapling_facts, stapling_plan
+from ansible_collections.fleet.stapling.plugins.module_utils import stapling_facts, stapling_plan
 from ansible_collections.fleet.stapling.plugins.module_utils.apache_config import parse_config
 
 from ansible_collections.fleet.stapling.tests.unit.plugins.module_utils.certificate_factory import TestCA, pem
@@ -47,14 +47,10 @@ def tree(tmp_path):
 
 
 def plan_for(root, **wanted):
-    config = parse_config(str(root / "httpd.conf"))
-    facts = stapling_facts.stapling_facts(config)
-    desired = stapling_plan.Desired(**wanted)
-    plan = stapling_plan.plan_stapling(config, facts, desired)
-    rendered = apache_edit.render_edits(config, plan.edits)
-    keys = set(v["key"] for v in plan.selected)
-    stapling_plan.verify_planned(lambda overrides: parse_config(str(root / "httpd.conf"), overrides=overrides),
-                                 rendered, desired, keys)
+    def parse(overrides):
+        return parse_config(str(root / "httpd.conf"), overrides=overrides)
+
+    plan, rendered, _before, _after = stapling_plan.plan_change(parse, stapling_plan.Desired(**wanted))
     return plan, rendered
 
 
@@ -191,3 +187,11 @@ def test_tunables_are_set_at_server_scope(tree):
     _plan, rendered = plan_for(tree, tunables={"responder_timeout": 3, "fake_try_later": False})
     added, _removed = changed_lines(rendered, tree / "conf.d" / "ssl.conf")
     assert added == [b"SSLStaplingResponderTimeout 3", b"SSLStaplingFakeTryLater off"]
+
+
+def test_quotes_fixed_and_value_changed_on_the_same_line_make_one_edit(tree):
+    ssl_conf = tree / "conf.d" / "ssl.conf"
+    ssl_conf.write_text(u"SSLStaplingCache shmcb:/run/httpd/ssl_stapling(128000)\nSSLUseStapling \u201con\u201d\n",
+                        encoding="utf-8")
+    _plan, rendered = plan_for(tree, state="disabled", force=True)
+    assert rendered[str(ssl_conf)][1] == b"SSLStaplingCache shmcb:/run/httpd/ssl_stapling(128000)\nSSLUseStapling off\n"
