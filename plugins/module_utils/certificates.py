@@ -93,6 +93,19 @@ def find_issuer(certificate, candidates):
     return None
 
 
+def key_identifier(certificate, which):
+    """The subject ('subject') or authority ('authority') key identifier as hex, or None when absent."""
+    try:
+        if which == "subject":
+            value = certificate.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_KEY_IDENTIFIER).value.digest
+        else:
+            value = certificate.extensions.get_extension_for_oid(ExtensionOID.AUTHORITY_KEY_IDENTIFIER).value
+            value = value.key_identifier
+    except x509.ExtensionNotFound:
+        return None
+    return value.hex() if value else None
+
+
 def describe(certificate):
     """The stapling-relevant facts of one certificate, as plain data for a module result."""
     return {
@@ -102,4 +115,6 @@ def describe(certificate):
         "not_after": not_after(certificate),
         "ocsp_url": ocsp_url(certificate),
         "must_staple": is_must_staple(certificate),
+        "subject_key_id": key_identifier(certificate, "subject"),
+        "authority_key_id": key_identifier(certificate, "authority"),
     }

@@ -128,16 +128,22 @@ def certificate_facts(config, vhost, cert_file, chain_file):
     """What the served certificate says, and whether httpd will find its issuer (else AH02217)."""
     chain = certificates.load_certificates(cert_file)
     leaf = chain[0]
-    candidates = chain[1:]
-    for extra in (chain_file, resolve_path(config, config.vhost_value(vhost, "SSLCACertificateFile"))):
-        if extra and os.path.isfile(extra):
-            try:
-                candidates.extend(certificates.load_certificates(extra))
-            except certificates.CertificateError:
-                pass  # an unreadable bundle simply cannot supply the issuer
+    in_chain = chain[1:] + _readable_certificates(chain_file)
+    in_ca_file = _readable_certificates(resolve_path(config, config.vhost_value(vhost, "SSLCACertificateFile")))
     facts = certificates.describe(leaf)
-    facts["issuer_found"] = certificates.find_issuer(leaf, candidates) is not None
+    facts["issuer_in_chain"] = certificates.find_issuer(leaf, in_chain) is not None
+    facts["issuer_found"] = facts["issuer_in_chain"] or certificates.find_issuer(leaf, in_ca_file) is not None
     return facts
+
+
+def _readable_certificates(path):
+    """Certificates of a chain or CA file; an absent or unreadable one simply cannot supply the issuer."""
+    if not path or not os.path.isfile(path):
+        return []
+    try:
+        return certificates.load_certificates(path)
+    except certificates.CertificateError:
+        return []
 
 
 def server_facts(config):

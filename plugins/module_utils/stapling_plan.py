@@ -229,10 +229,9 @@ def _strip_typographic(args):
 # ------------------------------------------------------------------ the plan
 
 
-def derive_cache(config, facts, stapling_vhost_count):
+def derive_cache(server_root, session, stapling_vhost_count):
     """A stapling cache of the same kind and in the same directory as SSLSessionCache, sized for the host."""
     size = max(CACHE_MIN_BYTES, stapling_vhost_count * CACHE_BYTES_PER_VHOST)
-    session = facts["server"]["session_cache"]
     provider = stapling_facts.socache_provider(session)
     if provider in ("shmcb", "dbm") and ":" in session:
         location = session.split(":", 1)[1]
@@ -244,7 +243,7 @@ def derive_cache(config, facts, stapling_vhost_count):
         return "dbm:%s" % path
     if provider in ("memcache", "redis", "dc"):
         return session
-    return "shmcb:%s(%d)" % (os.path.join(config.server_root, "logs", "ssl_stapling"), size)
+    return "shmcb:%s(%d)" % (os.path.join(server_root, "logs", "ssl_stapling"), size)
 
 
 def plan_change(parse, desired):
@@ -330,7 +329,7 @@ def _plan_cache(config, writer, facts, desired, plan):
         cache = existing
     else:
         stapling_count = len(facts["vhosts"])
-        cache = derive_cache(config, facts, stapling_count)
+        cache = derive_cache(config.server_root, facts["server"]["session_cache"], stapling_count)
         writer.set_server("SSLStaplingCache", [cache], "stapling cache derived from SSLSessionCache")
         plan.warnings.append("added SSLStaplingCache %s (none was set; httpd refuses to start stapling without one)"
                              % cache)

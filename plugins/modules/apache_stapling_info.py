@@ -172,11 +172,15 @@ vhosts:
       returned: always
       sample: {name: SSLUseStapling, value: "on", file: /etc/httpd/conf.d/ssl.conf, line: 12}
     certificate:
-      description: What the certificate says, or null when it could not be read (see RV(vhosts[].certificate_error)).
+      description:
+        - What the certificate says, or null when it could not be read (see RV(vhosts[].certificate_error)).
+        - C(issuer_in_chain) tells whether the certificate file or C(SSLCertificateChainFile) holds the issuer;
+          C(issuer_found) also counts C(SSLCACertificateFile). Without the issuer httpd cannot staple (AH02217).
       type: dict
       returned: always
       sample: {subject: CN=shop.example.com, issuer: "CN=Example CA", serial: 1A2B, not_after: "2027-01-01T00:00:00Z",
-               ocsp_url: "http://ocsp.example-ca.test", must_staple: false, issuer_found: true}
+               ocsp_url: "http://ocsp.example-ca.test", must_staple: false, subject_key_id: 9f2c..., authority_key_id: 41aa...,
+               issuer_in_chain: true, issuer_found: true}
     certificate_error:
       description: Why the certificate could not be read, or null.
       type: str
