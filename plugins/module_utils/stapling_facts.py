@@ -13,6 +13,7 @@ which directive decides that.
 from __future__ import annotations
 
 import os
+import re
 
 from ansible_collections.fleet.stapling.plugins.module_utils import certificates
 
@@ -161,6 +162,42 @@ def server_facts(config):
     }
 
 
+# Bytes one stapled response with its signer certificate takes in the cache, roughly.
+RESPONSE_BYTES = 900
+_SHMCB_SIZE = re.compile(r"\((\d+)\)\s*$")
+
+
+def findings(config, server, vhosts):
+    """Settings that work but hurt when a responder fails: each a code an audit can act on and a message."""
+    found = []
+    stapling_vhosts = [v for v in vhosts if v["stapling"]]
+    if not stapling_vhosts:
+        return found
+    errors = config.server_value("SSLStaplingReturnResponderErrors", "on")
+    fake = config.server_value("SSLStaplingFakeTryLater", "on")
+    if is_on(errors) and is_on(fake):
+        found.append({"code": "fake_try_later", "message": (
+            "SSLStaplingReturnResponderErrors and SSLStaplingFakeTryLater are on (Apache's defaults): during a "
+            "responder outage clients are stapled a made-up tryLater, which Firefox rejects; set both off")})
+    timeout = config.server_value("SSLStaplingResponderTimeout", "10")
+    if timeout.isdigit() and int(timeout) >= 10:
+        found.append({"code": "long_responder_timeout", "message": (
+            "SSLStaplingResponderTimeout is %s s: while a responder hangs, handshakes wait that long; 2 to 5 s "
+            "is safer" % timeout)})
+    size = _SHMCB_SIZE.search(server["stapling_cache"] or "")
+    if size and socache_provider(server["stapling_cache"]) == "shmcb":
+        needed = len(stapling_vhosts) * RESPONSE_BYTES
+        if int(size.group(1)) < needed:
+            found.append({"code": "cache_too_small", "message": (
+                "SSLStaplingCache holds %s bytes, less than the %d bytes that %d stapling vhosts need: responses "
+                "are evicted and fetched again during handshakes" % (size.group(1), needed, len(stapling_vhosts)))})
+    if not server["stapling_cache"]:
+        found.append({"code": "no_cache", "message": (
+            "stapling is on without a server-scope SSLStaplingCache: httpd refuses to start at the next reload "
+            "(AH01958)")})
+    return found
+
+
 def stapling_facts(config, read_certificates=True):
     vhosts = []
     per_file = {}
@@ -168,9 +205,11 @@ def stapling_facts(config, read_certificates=True):
         ordinal = per_file[vhost.path] = per_file.get(vhost.path, -1) + 1
         if is_ssl_vhost(config, vhost):
             vhosts.append(vhost_facts(config, vhost, ordinal, read_certificates))
+    server = server_facts(config)
     return {
-        "server": server_facts(config),
+        "server": server,
         "vhosts": vhosts,
+        "findings": findings(config, server, vhosts),
         "files": list(config.files),
         "missing_includes": list(config.missing_includes),
         "warnings": list(config.warnings),

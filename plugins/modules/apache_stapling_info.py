@@ -186,6 +186,17 @@ vhosts:
       type: str
       returned: always
       sample: null
+findings:
+  description:
+    - Settings that work but hurt when a responder fails, each with a C(code) and a C(message). Codes are
+      V(fake_try_later) (Apache's defaults staple a made-up tryLater that Firefox rejects), V(long_responder_timeout)
+      (handshakes wait 10 s or more while a responder hangs), V(cache_too_small) (a C(shmcb) cache smaller than
+      900 bytes per stapling vhost) and V(no_cache) (stapling without C(SSLStaplingCache), fatal at the next reload).
+    - Empty when no vhost staples.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{code: fake_try_later, message: "SSLStaplingReturnResponderErrors and SSLStaplingFakeTryLater are on ..."}]
 files:
   description: Every configuration file that was read, in the order httpd reads them.
   returned: always

@@ -17,6 +17,7 @@ Rendering is pure: it returns file contents and symlinks, and ``write_tree`` put
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,7 +90,16 @@ def render(host: HostPlan) -> Tree:
 
 
 def write_tree(host: HostPlan, tree: Tree) -> None:
-    """Write a rendered tree under the host's ServerRoot, replacing files and links that exist."""
+    """Write a rendered tree as the host's whole ServerRoot: files that tests or tools added are removed,
+    so a reset host is pristine. Logs and the run directory stay."""
+    if host.server_root.is_dir():
+        for entry in host.server_root.iterdir():
+            if entry.name in ("run", "logs"):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
     for sub in ("run", "logs"):
         (host.server_root / sub).mkdir(parents=True, exist_ok=True)
     for relative, content in tree.files.items():

@@ -122,12 +122,11 @@ def test_enabling_without_a_cache_derives_one_from_the_session_cache(tree):
     assert any("new.test" in warning and "no OCSP URL" in warning for warning in plan.warnings)
 
 
-def test_derived_cache_grows_with_the_number_of_vhosts(tree):
-    facts = {"server": {"session_cache": "dbm:/var/cache/ssl_scache"}}
-    config = parse_config(str(tree / "httpd.conf"))
-    assert stapling_plan.derive_cache(config, facts, 10) == "dbm:/var/cache/ssl_stapling"
-    facts = {"server": {"session_cache": "shmcb:logs/ssl_scache(512000)"}}
-    assert stapling_plan.derive_cache(config, facts, 5000) == "shmcb:logs/ssl_stapling(10240000)"
+def test_derived_cache_follows_the_session_cache_and_grows_with_the_vhosts():
+    assert stapling_plan.derive_cache("/etc/httpd", "dbm:/var/cache/ssl_scache", 10) == "dbm:/var/cache/ssl_stapling"
+    assert stapling_plan.derive_cache("/etc/httpd", "shmcb:logs/ssl_scache(512000)", 5000) == \
+        "shmcb:logs/ssl_stapling(10240000)"
+    assert stapling_plan.derive_cache("/etc/httpd", None, 1) == "shmcb:/etc/httpd/logs/ssl_stapling(128000)"
 
 
 def test_enabling_fails_when_the_cache_module_is_not_loaded(tree):
