@@ -33,6 +33,14 @@ _VERSION = re.compile(r"Apache/(\d+)\.(\d+)\.(\d+)")
 _MODULE = re.compile(r"^\s*(\w+)\s+\((static|shared)\)\s*$")
 
 
+# The options of every module that works on an Apache instance (documented in the apache_instance fragment).
+INSTANCE_ARGUMENT_SPEC = dict(
+    ctl=dict(type="raw"),
+    config_file=dict(type="path"),
+    server_root=dict(type="path"),
+)
+
+
 class ApacheHostError(Exception):
     """The Apache instance could not be found or asked; the message says what to set."""
 
@@ -127,3 +135,8 @@ def discover(run, ctl=None, config_file=None, server_root=None):
     if rc == 0:
         static = parse_static_modules(out)
     return ApacheHost(command, main, root, version, static, settings)
+
+
+def discover_from_params(run, params):
+    """``discover`` with a module's INSTANCE_ARGUMENT_SPEC options."""
+    return discover(run, params.get("ctl"), params.get("config_file"), params.get("server_root"))

@@ -204,7 +204,10 @@ from ansible_collections.fleet.stapling.plugins.module_utils.stapling_change imp
     change_stapling,
     desired_from_params,
 )
-from ansible_collections.fleet.stapling.plugins.module_utils.apache_host import discover
+from ansible_collections.fleet.stapling.plugins.module_utils.apache_host import (
+    INSTANCE_ARGUMENT_SPEC,
+    discover_from_params,
+)
 
 
 def main():
@@ -225,24 +228,19 @@ def main():
             server_file=dict(type="path"),
             protected_files=dict(type="list", elements="path"),
             backup=dict(type="bool", default=False),
-            ctl=dict(type="raw"),
-            config_file=dict(type="path"),
-            server_root=dict(type="path"),
+            **INSTANCE_ARGUMENT_SPEC
         ),
         supports_check_mode=True,
     )
     if not certificates.HAS_CRYPTOGRAPHY:
         module.fail_json(msg=missing_required_lib("cryptography"), exception=certificates.CRYPTOGRAPHY_IMPORT_ERROR)
 
-    def run(command):
-        return module.run_command(command)
-
     try:
-        host = discover(run, module.params["ctl"], module.params["config_file"], module.params["server_root"])
+        host = discover_from_params(module.run_command, module.params)
         result = change_stapling(
             host,
             desired_from_params(module.params),
-            run=run,
+            run=module.run_command,
             check_mode=module.check_mode,
             move=module.atomic_move,
             backup=module.backup_local if module.params["backup"] else None,

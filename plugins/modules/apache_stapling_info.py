@@ -214,24 +214,22 @@ missing_includes:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.fleet.stapling.plugins.module_utils import certificates, stapling_facts
-from ansible_collections.fleet.stapling.plugins.module_utils.apache_host import discover
+from ansible_collections.fleet.stapling.plugins.module_utils.apache_host import (
+    INSTANCE_ARGUMENT_SPEC,
+    discover_from_params,
+)
 from ansible_collections.fleet.stapling.plugins.module_utils.stapling_change import STAPLING_ERRORS
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            ctl=dict(type="raw"),
-            config_file=dict(type="path"),
-            server_root=dict(type="path"),
-        ),
+        argument_spec=dict(**INSTANCE_ARGUMENT_SPEC),
         supports_check_mode=True,
     )
     if not certificates.HAS_CRYPTOGRAPHY:
         module.fail_json(msg=missing_required_lib("cryptography"), exception=certificates.CRYPTOGRAPHY_IMPORT_ERROR)
     try:
-        host = discover(module.run_command, module.params["ctl"], module.params["config_file"],
-                        module.params["server_root"])
+        host = discover_from_params(module.run_command, module.params)
         facts = stapling_facts.stapling_facts(host.parse())
     except STAPLING_ERRORS as exc:
         module.fail_json(msg=str(exc))
