@@ -157,15 +157,18 @@ class ApacheConfig(object):
         return [d for d in self.active("virtualhost") if d.is_section]
 
     def server_scope(self, key):
-        """Active directives named ``key`` outside every <VirtualHost>: the main server's settings."""
+        """Active directives named ``key`` of the main server: outside every section but the conditional ones
+        (<IfModule> and friends), so not in a <VirtualHost>, <MDomain>, <Directory> or the like."""
         key = key.lower()
         if key not in self._server_scope_by_key:
-            self._server_scope_by_key[key] = [d for d in self.active(key) if d.enclosing("virtualhost") is None]
+            self._server_scope_by_key[key] = [
+                d for d in self.active(key) if all(a.key in CONDITION_SECTIONS for a in d.ancestors())]
         return list(self._server_scope_by_key[key])
 
-    def in_vhost(self, vhost, key):
+    def inside(self, section, key):
+        """Active directives named ``key`` anywhere inside ``section`` (a <VirtualHost>, an <MDomain>, ...)."""
         key = key.lower()
-        return [d for d in _walk(vhost.children) if d.active and d.key == key]
+        return [d for d in _walk(section.children) if d.active and d.key == key]
 
     def server_value(self, key, default=None):
         """The main server's value: the last active server-scope occurrence wins, as in httpd."""
@@ -174,7 +177,7 @@ class ApacheConfig(object):
 
     def vhost_value(self, vhost, key, default=None):
         """A vhost's value: its own last setting, else the main server's (httpd merges them this way)."""
-        found = self.in_vhost(vhost, key)
+        found = self.inside(vhost, key)
         if found:
             return found[-1].first_arg(default)
         return self.server_value(key, default)

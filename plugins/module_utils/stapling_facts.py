@@ -59,11 +59,11 @@ def is_ssl_vhost(config, vhost):
 def vhost_names(config, vhost):
     """ServerName first, then every ServerAlias; the vhost's address when it has no name."""
     names = []
-    own_name = config.in_vhost(vhost, "ServerName")
+    own_name = config.inside(vhost, "ServerName")
     if own_name and own_name[-1].args:
         # ServerName may carry a scheme and a port: [scheme://]name[:port]
         names.append(own_name[-1].args[0].split("://")[-1].split(":")[0])
-    for alias in config.in_vhost(vhost, "ServerAlias"):
+    for alias in config.inside(vhost, "ServerAlias"):
         names.extend(alias.args)
     return names
 
@@ -79,13 +79,41 @@ def socache_module(cache_value):
 
 def stapling_decider(config, vhost):
     """The directive that decides stapling for a vhost: its own last SSLUseStapling, else the server's."""
-    own = config.in_vhost(vhost, "SSLUseStapling")
+    own = config.inside(vhost, "SSLUseStapling")
     if own:
         return own[-1], "vhost"
     server = config.server_scope("SSLUseStapling")
     if server:
         return server[-1], "server"
     return None, "default"
+
+
+def md_domain_of(config, names):
+    """The managed domain (a <MDomain> section, an MDomain directive, or None) that covers any of ``names``."""
+    wanted = set(name.lower() for name in names)
+    for domain in config.active("MDomain"):
+        covered = set(arg.lower() for arg in domain.args if arg.lower() not in ("auto", "manual"))
+        if covered & wanted:
+            return domain
+    return None
+
+
+def md_stapling(config, names):
+    """Whether mod_md staples a vhost with these names, which it does even with SSLUseStapling off (AH10177).
+
+    MDStapling (default off) switches mod_md's stapling on, globally or inside an <MDomain>; with it on,
+    MDStapleOthers (default on) makes mod_md staple the certificates it does not manage as well.
+    """
+    if not config.has_module("md"):
+        return False
+    domain = md_domain_of(config, names)
+    if domain is not None and domain.is_section:
+        own = config.inside(domain, "MDStapling")
+        if own:
+            return is_on(own[-1].first_arg())
+    if not is_on(config.server_value("MDStapling", "off")):
+        return False
+    return domain is not None or is_on(config.server_value("MDStapleOthers", "on"))
 
 
 def directive_facts(directive):
@@ -97,7 +125,8 @@ def vhost_facts(config, vhost, ordinal, read_certificate=True):
     """Facts of one vhost; ``ordinal`` is its position among the vhosts of its file, which edits never move."""
     names = vhost_names(config, vhost)
     decider, decided_by = stapling_decider(config, vhost)
-    cert_files = [resolve_path(config, d.first_arg()) for d in config.in_vhost(vhost, "SSLCertificateFile")]
+    by_md = md_stapling(config, names)
+    cert_files = [resolve_path(config, d.first_arg()) for d in config.inside(vhost, "SSLCertificateFile")]
     chain_file = resolve_path(config, config.vhost_value(vhost, "SSLCertificateChainFile"))
     facts = {
         "id": "%s (%s)" % (names[0] if names else " ".join(vhost.args), vhost.location()),
@@ -110,7 +139,9 @@ def vhost_facts(config, vhost, ordinal, read_certificate=True):
         "certificate_file": cert_files[0] if cert_files else None,
         "certificate_files": cert_files,
         "chain_file": chain_file,
-        "stapling": is_on(decider.first_arg() if decider else "off"),
+        "stapling": is_on(decider.first_arg() if decider else "off") or by_md,
+        "stapling_engine": "mod_md" if by_md else ("mod_ssl" if is_on(decider.first_arg() if decider else "off")
+                                                   else "none"),
         "stapling_decided_by": decided_by,
         "stapling_directive": directive_facts(decider) if decider else None,
         "force_url": config.vhost_value(vhost, "SSLStaplingForceURL"),
@@ -153,6 +184,8 @@ def server_facts(config):
     needed_module = socache_module(cache_value) if cache_value else None
     return {
         "stapling": is_on(config.server_value("SSLUseStapling", "off")),
+        "md_loaded": config.has_module("md"),
+        "md_stapling": is_on(config.server_value("MDStapling", "off")) if config.has_module("md") else False,
         "stapling_cache": cache_value,
         "stapling_cache_module": needed_module,
         "stapling_cache_module_loaded": config.has_module(needed_module) if needed_module else None,

@@ -167,7 +167,7 @@ class _Writer(object):
         self.server_additions.append((name, list(args)))
 
     def set_vhost(self, vhost_section, name, args, reason):
-        own = self.config.in_vhost(vhost_section, name)
+        own = self.config.inside(vhost_section, name)
         if own and self.set_directive(own[-1], args, reason):
             return
         if self.editable(vhost_section.path):
@@ -303,9 +303,11 @@ def plan_stapling(config, facts, desired):
 def _plan_everything(config, writer, plan, sections, facts, wanted):
     if facts["server"]["stapling"] != wanted:
         writer.set_server("SSLUseStapling", [_on_off(wanted)], "server default")
+    if not wanted and config.has_module("md"):
+        _switch_md_stapling_off(config, writer)
     for vhost in facts["vhosts"]:
         section = sections[_location(vhost)]
-        own = config.in_vhost(section, "SSLUseStapling")
+        own = config.inside(section, "SSLUseStapling")
         if own and stapling_facts.is_on(own[-1].first_arg()) != wanted:
             writer.set_vhost(section, "SSLUseStapling", [_on_off(wanted)], vhost["id"])
         if vhost["stapling"] != wanted:
@@ -317,7 +319,32 @@ def _plan_selected(config, writer, plan, sections, wanted):
         if vhost["stapling"] == wanted:
             continue
         writer.set_vhost(sections[_location(vhost)], "SSLUseStapling", [_on_off(wanted)], vhost["id"])
+        if not wanted and vhost["stapling_engine"] == "mod_md":
+            _switch_md_stapling_off_for(config, writer, vhost)
         plan.vhost_changes.append({"vhost": vhost["id"], "stapling": wanted})
+
+
+def _switch_md_stapling_off(config, writer):
+    """mod_md staples even with SSLUseStapling off, so a kill switch must reach MDStapling too."""
+    if stapling_facts.is_on(config.server_value("MDStapling", "off")):
+        writer.set_server("MDStapling", ["off"], "mod_md stapling")
+    for domain in config.active("MDomain"):
+        if domain.is_section:
+            own = config.inside(domain, "MDStapling")
+            if own and stapling_facts.is_on(own[-1].first_arg()):
+                writer.set_directive(own[-1], ["off"], "mod_md stapling of %s" % " ".join(domain.args))
+
+
+def _switch_md_stapling_off_for(config, writer, vhost):
+    names = [vhost["server_name"]] + vhost["aliases"] if vhost["server_name"] else vhost["aliases"]
+    domain = stapling_facts.md_domain_of(config, names)
+    if domain is not None and domain.is_section:
+        writer.set_vhost(domain, "MDStapling", ["off"], "mod_md stapling of %s" % " ".join(domain.args))
+        return
+    how = ("its MDomain line has no section to switch MDStapling off in" if domain is not None
+           else "mod_md staples it through MDStapleOthers, which covers every certificate mod_md does not manage")
+    raise StaplingError("%s is stapled by mod_md and cannot be switched off alone: %s. Disable stapling for all "
+                        "vhosts, or give its domain an <MDomain> section." % (vhost["id"], how))
 
 
 def _plan_cache(config, writer, facts, desired, plan):
@@ -425,6 +452,6 @@ def post_config_problems(config, facts):
         if module and not config.has_module(module):
             problems.append("SSLStaplingCache %s needs mod_%s, which is not loaded" % (cache, module))
     for vhost_section in config.virtual_hosts():
-        for directive in config.in_vhost(vhost_section, "SSLStaplingCache"):
+        for directive in config.inside(vhost_section, "SSLStaplingCache"):
             problems.append("%s: SSLStaplingCache is only allowed at server scope" % directive.location())
     return problems

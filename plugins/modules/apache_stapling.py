@@ -19,6 +19,8 @@ description:
   - When enabling, makes sure a server-scope C(SSLStaplingCache) exists (derived from C(SSLSessionCache) when none is
     set) and that the socache module it needs is loaded, because C(apachectl -t) accepts a stapling setup without them
     and httpd then dies at the next reload.
+  - Disabling also switches mod_md's C(MDStapling) off where it is on, because mod_md staples even with
+    C(SSLUseStapling off).
   - Refuses to disable stapling for a vhost whose certificate carries OCSP Must-Staple unless O(force=true), because
     browsers such as Firefox refuse such a site without a staple.
   - Fixes typographic quotes (as pasted from documents) in stapling directives, with a warning.

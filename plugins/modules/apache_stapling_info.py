@@ -92,6 +92,16 @@ server:
       type: str
       returned: always
       sample: shmcb:/run/apache2/ssl_scache(512000)
+    md_loaded:
+      description: Whether mod_md is loaded.
+      type: bool
+      returned: always
+      sample: false
+    md_stapling:
+      description: Whether C(MDStapling) is on at server scope (mod_md staples independently of C(SSLUseStapling)).
+      type: bool
+      returned: always
+      sample: false
     ssl_module_loaded:
       description: Whether mod_ssl is loaded.
       type: bool
@@ -157,10 +167,18 @@ vhosts:
       returned: always
       sample: null
     stapling:
-      description: Whether stapling is in effect for this vhost.
+      description: Whether stapling is in effect for this vhost, by mod_ssl or by mod_md.
       type: bool
       returned: always
       sample: true
+    stapling_engine:
+      description:
+        - Who staples for this vhost. V(mod_md) when mod_md is loaded with C(MDStapling on) for the vhost's domain,
+          or for every certificate through C(MDStapleOthers) (it then staples even with C(SSLUseStapling off)),
+          V(mod_ssl) when C(SSLUseStapling) is on, V(none) otherwise.
+      type: str
+      returned: always
+      sample: mod_ssl
     stapling_decided_by:
       description: V(vhost) (its own C(SSLUseStapling)), V(server) (the server-scope one) or V(default) (none, off).
       type: str

@@ -194,3 +194,41 @@ def test_quotes_fixed_and_value_changed_on_the_same_line_make_one_edit(tree):
                         encoding="utf-8")
     _plan, rendered = plan_for(tree, state="disabled", force=True)
     assert rendered[str(ssl_conf)][1] == b"SSLStaplingCache shmcb:/run/httpd/ssl_stapling(128000)\nSSLUseStapling off\n"
+
+
+def with_mod_md(tree, text):
+    httpd = tree / "httpd.conf"
+    httpd.write_text(httpd.read_text() + "LoadModule md_module modules/mod_md.so\n" + text)
+
+
+def test_mod_md_stapling_is_switched_off_with_the_rest(tree):
+    with_mod_md(tree, "MDStapling on\n<MDomain blog.test>\n  MDStapling on\n</MDomain>\n")
+    _plan, rendered = plan_for(tree, state="disabled", force=True)
+    added, removed = changed_lines(rendered, tree / "httpd.conf")
+    assert sorted(added) == [b"  MDStapling off", b"MDStapling off"]
+    assert sorted(removed) == [b"  MDStapling on", b"MDStapling on"]
+
+
+def test_mod_md_staples_even_when_sslusestapling_is_off(tree):
+    with_mod_md(tree, "MDStapling on\n")
+    (tree / "conf.d" / "ssl.conf").write_text("SSLStaplingCache shmcb:/run/s(128000)\nSSLUseStapling off\n")
+    config = parse_config(str(tree / "httpd.conf"))
+    engines = set(v["stapling_engine"] for v in stapling_facts.stapling_facts(config)["vhosts"])
+    assert engines == {"mod_md"}
+    without_others = tree / "httpd.conf"
+    without_others.write_text(without_others.read_text() + "MDStapleOthers off\n")
+    config = parse_config(str(without_others))
+    assert set(v["stapling_engine"] for v in stapling_facts.stapling_facts(config)["vhosts"]) == {"none"}
+
+
+def test_selective_disable_reaches_the_vhosts_mdomain_section(tree):
+    with_mod_md(tree, "<MDomain blog.test>\n  MDStapling on\n</MDomain>\n")
+    _plan, rendered = plan_for(tree, state="disabled", ocsp_hosts=["ocsp.beta.test"])
+    added, _removed = changed_lines(rendered, tree / "httpd.conf")
+    assert added == [b"  MDStapling off"]
+
+
+def test_selective_disable_of_a_vhost_stapled_through_staple_others_is_refused(tree):
+    with_mod_md(tree, "MDStapling on\n")
+    with pytest.raises(stapling_plan.StaplingError, match="MDStapleOthers"):
+        plan_for(tree, state="disabled", ocsp_hosts=["ocsp.beta.test"])
