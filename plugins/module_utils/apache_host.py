@@ -8,7 +8,7 @@
 Hosts may set all of it through the collection's contract (``stapling_apache_ctl``,
 ``stapling_apache_config_file``, ``stapling_apache_server_root``); otherwise ``ctl -V`` tells where
 the distribution put things. ``run`` is any callable taking an argument list and returning
-(rc, stdout, stderr), such as AnsibleModule.run_command.
+(rc, stdout, stderr) and raising OSError when the command cannot start, such as ``module_runner(module)``.
 """
 
 from __future__ import annotations
@@ -140,3 +140,11 @@ def discover(run, ctl=None, config_file=None, server_root=None):
 def discover_from_params(run, params):
     """``discover`` with a module's INSTANCE_ARGUMENT_SPEC options."""
     return discover(run, params.get("ctl"), params.get("config_file"), params.get("server_root"))
+
+
+def module_runner(module):
+    """AnsibleModule.run_command that raises OSError for a missing command, so our message can name it
+    (by default Ansible ends the module itself with a bare 'Error executing command.')."""
+    def run(command):
+        return module.run_command(command, handle_exceptions=False)
+    return run

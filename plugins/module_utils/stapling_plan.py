@@ -391,7 +391,8 @@ def _fix_typographic_quotes(config, writer, plan):
         for directive in config.active(name):
             if not _has_typographic(directive):
                 continue
-            fixed = _strip_typographic(directive.args)
+            # from the words as written, so that ${VAR} stays a variable and is not frozen into a path
+            fixed = _strip_typographic(apache_config.split_args(directive.raw_args))
             if writer.set_directive(directive, fixed, "typographic quotes"):
                 plan.warnings.append("%s: %s had typographic quotes (pasted from a document?); rewritten as %s"
                                      % (directive.location(), directive.name, " ".join(fixed)))

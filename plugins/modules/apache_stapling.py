@@ -209,6 +209,7 @@ from ansible_collections.fleet.stapling.plugins.module_utils.stapling_change imp
 from ansible_collections.fleet.stapling.plugins.module_utils.apache_host import (
     INSTANCE_ARGUMENT_SPEC,
     discover_from_params,
+    module_runner,
 )
 
 
@@ -237,12 +238,13 @@ def main():
     if not certificates.HAS_CRYPTOGRAPHY:
         module.fail_json(msg=missing_required_lib("cryptography"), exception=certificates.CRYPTOGRAPHY_IMPORT_ERROR)
 
+    run = module_runner(module)
     try:
-        host = discover_from_params(module.run_command, module.params)
+        host = discover_from_params(run, module.params)
         result = change_stapling(
             host,
             desired_from_params(module.params),
-            run=module.run_command,
+            run=run,
             check_mode=module.check_mode,
             move=module.atomic_move,
             backup=module.backup_local if module.params["backup"] else None,

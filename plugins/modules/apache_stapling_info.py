@@ -235,6 +235,7 @@ from ansible_collections.fleet.stapling.plugins.module_utils import certificates
 from ansible_collections.fleet.stapling.plugins.module_utils.apache_host import (
     INSTANCE_ARGUMENT_SPEC,
     discover_from_params,
+    module_runner,
 )
 from ansible_collections.fleet.stapling.plugins.module_utils.stapling_change import STAPLING_ERRORS
 
@@ -247,7 +248,7 @@ def main():
     if not certificates.HAS_CRYPTOGRAPHY:
         module.fail_json(msg=missing_required_lib("cryptography"), exception=certificates.CRYPTOGRAPHY_IMPORT_ERROR)
     try:
-        host = discover_from_params(module.run_command, module.params)
+        host = discover_from_params(module_runner(module), module.params)
         facts = stapling_facts.stapling_facts(host.parse())
     except STAPLING_ERRORS as exc:
         module.fail_json(msg=str(exc))

@@ -1,0 +1,180 @@
+"""The lab fleet for the collection's integration tests, and a driver that runs the modules on it.
+
+The modules run the way operators run them: ``ansible-playbook`` with the lab's inventory and the playbooks in
+``playbooks/``, which pass the ``stapling_apache_*`` host variables on and save each host's registered result
+as JSON. What clients see is read with ``openssl s_client -status`` after the host's own reload command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+LAB_DIR = REPO_ROOT / "tests" / "lab"
+if str(LAB_DIR) not in sys.path:
+    sys.path.insert(0, str(LAB_DIR))
+
+from fleetlab.staple_check import StapleCheck, check_staple  # noqa: E402  (needs the path above)
+from fleetlab.testing import RunningLab  # noqa: E402
+
+PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
+HOST_NAMES = ("web1", "web2", "web3")
+RELOADED = "resuming normal operations"
+WAIT_SECONDS = 10.0
+
+# Module options the playbooks take as extra vars, and the host variables a test may override.
+MODULE_OPTION_VARS = {name: f"stapling_{name}" for name in ("state", "vhosts", "ocsp_hosts", "force", "backup")}
+MODULE_OPTION_VARS.update(ctl="stapling_apache_ctl", config_file="stapling_apache_config_file")
+
+
+def error_log_reloads(host: dict) -> int:
+    return Path(host["error_log"]).read_text(errors="replace").count(RELOADED)
+
+
+def master_alive(host: dict) -> bool:
+    try:
+        return str(host["server_root"]).encode() in Path(f"/proc/{host['pid']}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def collections_path(scratch: Path) -> str:
+    """The ANSIBLE_COLLECTIONS_PATH make integration sets, else one made here that holds this working tree."""
+    given = os.environ.get("ANSIBLE_COLLECTIONS_PATH")
+    if given:
+        return given
+    namespace = scratch / "collections" / "ansible_collections" / "fleet"
+    namespace.mkdir(parents=True)
+    (namespace / "stapling").symlink_to(REPO_ROOT)
+    return str(scratch / "collections")
+
+
+class LabFleet:
+    """Runs the modules on the lab's hosts and looks at the hosts the way an operator would."""
+
+    def __init__(self, lab: RunningLab, scratch: Path):
+        self.lab = lab
+        self.scratch = scratch
+        self.env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path(scratch), ANSIBLE_NOCOLOR="1",
+                        ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_LOCAL_TEMP=str(scratch / "ansible-tmp"),
+                        ANSIBLE_PYTHON_INTERPRETER=os.environ.get("ANSIBLE_PYTHON_INTERPRETER", sys.executable))
+        self.runs = 0
+
+    def host(self, name: str) -> dict:
+        return self.lab.host(name)
+
+    def server_root(self, name: str) -> Path:
+        return Path(self.host(name)["server_root"])
+
+    # ------------------------------------------------------------ the modules, through ansible-playbook
+
+    def run_playbook(self, playbook: str, hosts: list[str], extra_vars: dict, check: bool = False,
+                     diff: bool = False) -> dict[str, dict]:
+        """Each host's registered result; the playbooks ignore module failures so that results come back."""
+        self.runs += 1
+        run_dir = self.scratch / f"run{self.runs}"
+        run_dir.mkdir()
+        (run_dir / "vars.json").write_text(json.dumps(dict(extra_vars, result_dir=str(run_dir))))
+        command = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(self.lab.inventory),
+                   "--limit", ",".join(hosts), str(PLAYBOOKS / playbook), "-e", f"@{run_dir / 'vars.json'}"]
+        command += ["--check"] * check + ["--diff"] * diff
+        completed = subprocess.run(command, cwd=run_dir, env=self.env, capture_output=True, text=True,
+                                   timeout=180, check=False)
+        output = completed.stdout + completed.stderr
+        assert completed.returncode == 0, f"{' '.join(command)} failed ({completed.returncode}):\n{output}"
+        results = {}
+        for name in hosts:
+            saved = run_dir / f"{name}.json"
+            assert saved.exists(), f"no result saved for {name}:\n{output}"
+            results[name] = json.loads(saved.read_text())
+            results[name]["playbook_output"] = output
+        return results
+
+    def stapling(self, name: str, check: bool = False, diff: bool = False, **options) -> dict:
+        """apache_stapling on one host; ``options`` are module options (ctl and config_file replace the host's)."""
+        extra_vars = {MODULE_OPTION_VARS[option]: value for option, value in options.items()}
+        return self.run_playbook("apache_stapling.yml", [name], extra_vars, check=check, diff=diff)[name]
+
+    def info(self, names: list[str], **options) -> dict[str, dict]:
+        extra_vars = {MODULE_OPTION_VARS[option]: value for option, value in options.items()}
+        return self.run_playbook("apache_stapling_info.yml", names, extra_vars)
+
+    # ------------------------------------------------------------ Apache itself
+
+    def configtest(self, name: str) -> subprocess.CompletedProcess:
+        return subprocess.run(shlex.split(self.host(name)["ctl"]) + ["-t"], capture_output=True, text=True,
+                              timeout=60, check=False)
+
+    def reload(self, name: str) -> None:
+        """The host's reload command, then wait until the master has read the new config."""
+        host = self.host(name)
+        before = error_log_reloads(host)
+        completed = subprocess.run(shlex.split(host["reload"]), capture_output=True, text=True, timeout=60,
+                                   check=False)
+        assert completed.returncode == 0, f"{name}: reload failed:\n{completed.stdout}{completed.stderr}"
+        deadline = time.monotonic() + WAIT_SECONDS
+        while error_log_reloads(host) == before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        log_tail = "\n".join(Path(host["error_log"]).read_text(errors="replace").splitlines()[-10:])
+        assert error_log_reloads(host) > before, f"{name} did not come back from the reload:\n{log_tail}"
+        assert master_alive(host), f"{name}: the Apache master died at the reload:\n{log_tail}"
+
+    def staple(self, name: str, server_name: str) -> StapleCheck:
+        host = self.host(name)
+        ca = next(v["ca"] for v in host["vhosts"] if v["server_name"] == server_name)
+        return check_staple(host["port"], server_name, self.lab.bundle(ca))
+
+    def staples_until(self, name: str, expected: dict[str, str | None]) -> dict[str, StapleCheck]:
+        """Poll s_client until every vhost shows the expected cert status (None: no staple), for a while.
+
+        Right after a graceful reload a connection may still reach a worker of the old generation.
+        """
+        deadline = time.monotonic() + WAIT_SECONDS
+        while True:
+            seen = {server_name: self.staple(name, server_name) for server_name in expected}
+            if all(staple_status(seen[server_name]) == wanted for server_name, wanted in expected.items()):
+                return seen
+            if time.monotonic() > deadline:
+                return seen
+            time.sleep(0.5)
+
+    # ------------------------------------------------------------ back to pristine
+
+    def reset(self, name: str) -> None:
+        """The lab's pristine config (files tests added are removed too) and a restarted server."""
+        self.lab.reset_host(name)
+
+
+def staple_status(check: StapleCheck) -> str | None:
+    """'good', 'revoked', ... when a staple was sent and the handshake worked; None without a staple."""
+    if not check.handshake_ok:
+        return "handshake failed"
+    return check.cert_status if check.stapled else None
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    lab = RunningLab(len(HOST_NAMES), prefix="fleet-stapling-integration-")
+    scratch = Path(tempfile.mkdtemp(prefix="fleet-stapling-runs-"))
+    try:
+        yield LabFleet(lab, scratch)
+    finally:
+        lab.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+@pytest.fixture
+def host(fleet: LabFleet, host_name: str):
+    """The lab host a test changes, put back to its pristine config and restarted afterwards."""
+    yield fleet.host(host_name)
+    fleet.reset(host_name)
