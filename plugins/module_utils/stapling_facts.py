@@ -121,10 +121,15 @@ def directive_facts(directive):
             "line": directive.lineno}
 
 
-def vhost_facts(config, vhost, ordinal, read_certificate=True):
-    """Facts of one vhost; ``ordinal`` is its position among the vhosts of its file, which edits never move."""
+def vhost_facts(config, vhost, ordinal, read_certificate=True, seen_certificates=None):
+    """Facts of one vhost; ``ordinal`` is its position among the vhosts of its file, which edits never move.
+
+    ``seen_certificates`` remembers certificate facts by file across the vhosts of one host: on shared
+    hosts thousands of vhosts serve a few hundred certificates.
+    """
     names = vhost_names(config, vhost)
     decider, decided_by = stapling_decider(config, vhost)
+    by_ssl = is_on(decider.first_arg() if decider else "off")
     by_md = md_stapling(config, names)
     cert_files = [resolve_path(config, d.first_arg()) for d in config.inside(vhost, "SSLCertificateFile")]
     chain_file = resolve_path(config, config.vhost_value(vhost, "SSLCertificateChainFile"))
@@ -139,9 +144,8 @@ def vhost_facts(config, vhost, ordinal, read_certificate=True):
         "certificate_file": cert_files[0] if cert_files else None,
         "certificate_files": cert_files,
         "chain_file": chain_file,
-        "stapling": is_on(decider.first_arg() if decider else "off") or by_md,
-        "stapling_engine": "mod_md" if by_md else ("mod_ssl" if is_on(decider.first_arg() if decider else "off")
-                                                   else "none"),
+        "stapling": by_ssl or by_md,
+        "stapling_engine": "mod_md" if by_md else ("mod_ssl" if by_ssl else "none"),
         "stapling_decided_by": decided_by,
         "stapling_directive": directive_facts(decider) if decider else None,
         "force_url": config.vhost_value(vhost, "SSLStaplingForceURL"),
@@ -149,19 +153,24 @@ def vhost_facts(config, vhost, ordinal, read_certificate=True):
         "certificate_error": None,
     }
     if read_certificate and cert_files:
-        try:
-            facts["certificate"] = certificate_facts(config, vhost, cert_files[0], chain_file)
-        except certificates.CertificateError as exc:
-            facts["certificate_error"] = str(exc)
+        ca_file = resolve_path(config, config.vhost_value(vhost, "SSLCACertificateFile"))
+        files = (cert_files[0], chain_file, ca_file)
+        seen = seen_certificates if seen_certificates is not None else {}
+        if files not in seen:
+            try:
+                seen[files] = (certificate_facts(*files), None)
+            except certificates.CertificateError as exc:
+                seen[files] = (None, str(exc))
+        facts["certificate"], facts["certificate_error"] = seen[files]
     return facts
 
 
-def certificate_facts(config, vhost, cert_file, chain_file):
+def certificate_facts(cert_file, chain_file, ca_file):
     """What the served certificate says, and whether httpd will find its issuer (else AH02217)."""
     chain = certificates.load_certificates(cert_file)
     leaf = chain[0]
     in_chain = chain[1:] + _readable_certificates(chain_file)
-    in_ca_file = _readable_certificates(resolve_path(config, config.vhost_value(vhost, "SSLCACertificateFile")))
+    in_ca_file = _readable_certificates(ca_file)
     facts = certificates.describe(leaf)
     facts["issuer_in_chain"] = certificates.find_issuer(leaf, in_chain) is not None
     facts["issuer_found"] = facts["issuer_in_chain"] or certificates.find_issuer(leaf, in_ca_file) is not None
@@ -234,10 +243,11 @@ def findings(config, server, vhosts):
 def stapling_facts(config, read_certificates=True):
     vhosts = []
     per_file = {}
+    seen_certificates = {}
     for vhost in config.virtual_hosts():
         ordinal = per_file[vhost.path] = per_file.get(vhost.path, -1) + 1
         if is_ssl_vhost(config, vhost):
-            vhosts.append(vhost_facts(config, vhost, ordinal, read_certificates))
+            vhosts.append(vhost_facts(config, vhost, ordinal, read_certificates, seen_certificates))
     server = server_facts(config)
     return {
         "server": server,

@@ -232,3 +232,22 @@ def test_selective_disable_of_a_vhost_stapled_through_staple_others_is_refused(t
     with_mod_md(tree, "MDStapling on\n")
     with pytest.raises(stapling_plan.StaplingError, match="MDStapleOthers"):
         plan_for(tree, state="disabled", ocsp_hosts=["ocsp.beta.test"])
+
+
+def test_ca_certificate_file_and_cache_options_land_at_server_scope(tree):
+    _plan, rendered = plan_for(tree, state="enabled", cache="shmcb:/run/httpd/big(1024000)",
+                               ca_certificate_file="/etc/pki/tls/certs/bundle.pem")
+    added, removed = changed_lines(rendered, tree / "conf.d" / "ssl.conf")
+    assert added == [b"SSLStaplingCache        shmcb:/run/httpd/big(1024000)",
+                     b"SSLCACertificateFile /etc/pki/tls/certs/bundle.pem"]
+    assert removed == [b"SSLStaplingCache        shmcb:/run/httpd/ssl_stapling(128000)"]
+
+
+def test_server_file_receives_new_server_scope_directives(tree):
+    (tree / "conf.d" / "ssl.conf").write_text("SSLSessionCache shmcb:/run/httpd/sslcache(512000)\n")
+    target = tree / "conf.d" / "zz-stapling.conf"
+    target.write_text("# stapling settings\n")
+    _plan, rendered = plan_for(tree, state="enabled", server_file=str(target))
+    assert sorted(rendered) == [str(target)]
+    assert rendered[str(target)][1].splitlines()[1:] == [
+        b"SSLUseStapling on", b"SSLStaplingCache shmcb:/run/httpd/ssl_stapling(128000)"]
