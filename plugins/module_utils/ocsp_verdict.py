@@ -104,7 +104,7 @@ def _where(facts):
     if facts.get("proxy"):
         parts.append("via proxy %s" % facts["proxy"])
     text = facts.get("url") or "the responder"
-    return "%s (%s)" % (text, ", ".join(parts)) if parts else text
+    return "%s (%s)" % (text, " ".join(parts)) if parts else text
 
 
 # ---------------------------------------------------------------------------------------------- transport
@@ -113,6 +113,9 @@ def _where(facts):
 def judge_transport(facts):
     """DNS, TCP and HTTP: a Verdict when one of them failed, else None."""
     where = _where(facts)
+    if facts.get("deadline_exceeded"):
+        return failed("timeout", "%s: not finished before the overall deadline of %s" % (
+            where, _seconds(facts["deadline_exceeded"])))
     if facts.get("dns_error"):
         return failed("dns_failure", "cannot resolve %s: %s" % (facts.get("dns_host") or where, facts["dns_error"]))
     connect = facts.get("connect") or {}
@@ -235,7 +238,7 @@ def judge_exchange(facts, now, clock_skew=300, require_nonce=False, scope="certi
         return Verdict(None, "no_ocsp_url", "no OCSP URL in the certificate and no url given: nothing to probe")
     verdict = judge_transport(facts) or judge_body(facts)
     if verdict is None:
-        verdict = judge_answer(facts["ocsp"], now, clock_skew, require_nonce)
+        verdict = judge_answer(facts["ocsp"], now, clock_skew, require_nonce, "the answer of %s" % _where(facts))
     if verdict is None:
         verdict = judge_budget(facts)
     if verdict is None and scope == "certificate":
@@ -289,7 +292,7 @@ def judge_staple(facts, now, clock_skew=300):
         return failed("no_issuer", "%s cannot be checked: the issuer of the served certificate was not found" % what)
     verdict = judge_answer(ocsp, now, clock_skew, require_nonce=False, what=what)
     if verdict is None:
-        verdict = judge_certificate_status(ocsp, "the served certificate")
+        verdict = judge_certificate_status(ocsp, "the certificate served by %s" % where)
     if verdict is not None:
         return verdict
     return Verdict(True, None, "%s is good, verified and fresh (valid until %s)" % (what, ocsp.get("next_update")))
