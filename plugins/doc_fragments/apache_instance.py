@@ -28,5 +28,5 @@ options:
       - When omitted, it comes from C(-d) in O(ctl), else from the C(HTTPD_ROOT) that C(ctl -V) reports.
     type: path
 requirements:
-  - cryptography >= 3.3 on the managed host
+  - cryptography >= 41 on the managed host
 """
