@@ -29,7 +29,7 @@ from ansible_collections.fleet.stapling.plugins.module_utils import (
     ocsp_verdict,
     staple_probe,
 )
-from ansible_collections.fleet.stapling.plugins.module_utils.stapling_facts import resolve_path
+from ansible_collections.fleet.stapling.plugins.module_utils.stapling_facts import readable_certificates
 
 try:
     from cryptography.hazmat.primitives import hashes
@@ -241,37 +241,16 @@ def connect_address(address, ip_version):
     return address
 
 
-def _vhosts_by_key(config):
-    """The same 'file#ordinal' keys that stapling_facts gives its vhosts."""
-    found = {}
-    per_file = {}
-    for vhost in config.virtual_hosts():
-        ordinal = per_file[vhost.path] = per_file.get(vhost.path, -1) + 1
-        found["%s#%d" % (vhost.path, ordinal)] = vhost
-    return found
-
-
-def _readable(path):
-    if not path or not os.path.isfile(path):
-        return []
-    try:
-        return certificates.load_certificates(path)
-    except certificates.CertificateError:
-        return []
-
-
-def discover_items(config, facts, ca_bundle_certs=(), url_override=None, ip_version="any"):
-    """(items, staple targets, skipped vhosts) for every SSL vhost of a parsed config and its stapling facts."""
+def discover_items(facts, ca_bundle_certs=(), url_override=None, ip_version="any"):
+    """(items, staple targets, skipped vhosts) for every SSL vhost in a config's stapling facts."""
     if url_override:
         check_url(url_override, "url")
-    vhost_objects = _vhosts_by_key(config)
     items = collections.OrderedDict()
     targets = collections.OrderedDict()
     skipped = []
     for vhost_facts in facts["vhosts"]:
-        vhost = vhost_objects.get(vhost_facts["key"])
         path = vhost_facts.get("certificate_file")
-        if vhost is None or not path or vhost_facts.get("certificate_error"):
+        if not path or vhost_facts.get("certificate_error"):
             skipped.append({"vhost": vhost_facts["id"],
                             "reason": vhost_facts.get("certificate_error") or "no SSLCertificateFile"})
             continue
@@ -280,16 +259,16 @@ def discover_items(config, facts, ca_bundle_certs=(), url_override=None, ip_vers
         except certificates.CertificateError as exc:
             skipped.append({"vhost": vhost_facts["id"], "reason": str(exc)})
             continue
-        item = _discovered_item(config, vhost, vhost_facts, chain, ca_bundle_certs, url_override, items)
+        item = _discovered_item(vhost_facts, chain, ca_bundle_certs, url_override, items)
         _add_staple_targets(targets, vhost_facts, item, ip_version)
     return list(items.values()), list(targets.values()), skipped
 
 
-def _discovered_item(config, vhost, vhost_facts, chain, ca_bundle_certs, url_override, items):
+def _discovered_item(vhost_facts, chain, ca_bundle_certs, url_override, items):
     path = vhost_facts["certificate_file"]
     forced = vhost_facts.get("force_url")
     key = (path, forced)
-    timeout_value = config.vhost_value(vhost, "SSLStaplingResponderTimeout")
+    timeout_value = vhost_facts.get("responder_timeout")
     try:
         responder_timeout = float(timeout_value) if timeout_value else APACHE_RESPONDER_TIMEOUT
     except ValueError:
@@ -298,11 +277,12 @@ def _discovered_item(config, vhost, vhost_facts, chain, ca_bundle_certs, url_ove
     if item is None:
         item = CertificateItem(path, chain[0], [])
         _set_url(item, None, url_override, forced)
-        ca_file = resolve_path(config, config.vhost_value(vhost, "SSLCACertificateFile"))
+        ca_file = vhost_facts.get("ca_certificate_file")
         _pick_issuer(item, [
             ("the chain in %s" % path, chain[1:]),
-            ("SSLCertificateChainFile %s" % vhost_facts.get("chain_file"), _readable(vhost_facts.get("chain_file"))),
-            ("SSLCACertificateFile %s" % ca_file, _readable(ca_file)),
+            ("SSLCertificateChainFile %s" % vhost_facts.get("chain_file"),
+             readable_certificates(vhost_facts.get("chain_file"))),
+            ("SSLCACertificateFile %s" % ca_file, readable_certificates(ca_file)),
             ("ca_bundle", list(ca_bundle_certs)),
         ])
         items[key] = item

@@ -149,12 +149,13 @@ def vhost_facts(config, vhost, ordinal, read_certificate=True, seen_certificates
         "stapling_decided_by": decided_by,
         "stapling_directive": directive_facts(decider) if decider else None,
         "force_url": config.vhost_value(vhost, "SSLStaplingForceURL"),
+        "responder_timeout": config.vhost_value(vhost, "SSLStaplingResponderTimeout"),
+        "ca_certificate_file": resolve_path(config, config.vhost_value(vhost, "SSLCACertificateFile")),
         "certificate": None,
         "certificate_error": None,
     }
     if read_certificate and cert_files:
-        ca_file = resolve_path(config, config.vhost_value(vhost, "SSLCACertificateFile"))
-        files = (cert_files[0], chain_file, ca_file)
+        files = (cert_files[0], chain_file, facts["ca_certificate_file"])
         seen = seen_certificates if seen_certificates is not None else {}
         if files not in seen:
             try:
@@ -169,15 +170,15 @@ def certificate_facts(cert_file, chain_file, ca_file):
     """What the served certificate says, and whether httpd will find its issuer (else AH02217)."""
     chain = certificates.load_certificates(cert_file)
     leaf = chain[0]
-    in_chain = chain[1:] + _readable_certificates(chain_file)
-    in_ca_file = _readable_certificates(ca_file)
+    in_chain = chain[1:] + readable_certificates(chain_file)
+    in_ca_file = readable_certificates(ca_file)
     facts = certificates.describe(leaf)
     facts["issuer_in_chain"] = certificates.find_issuer(leaf, in_chain) is not None
     facts["issuer_found"] = facts["issuer_in_chain"] or certificates.find_issuer(leaf, in_ca_file) is not None
     return facts
 
 
-def _readable_certificates(path):
+def readable_certificates(path):
     """Certificates of a chain or CA file; an absent or unreadable one simply cannot supply the issuer."""
     if not path or not os.path.isfile(path):
         return []

@@ -722,7 +722,11 @@ summary:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.fleet.stapling.plugins.module_utils import certificates, ocsp_probe_run, stapling_facts
-from ansible_collections.fleet.stapling.plugins.module_utils.apache_host import discover
+from ansible_collections.fleet.stapling.plugins.module_utils.apache_host import (
+    INSTANCE_ARGUMENT_SPEC,
+    discover_from_params,
+    module_runner,
+)
 from ansible_collections.fleet.stapling.plugins.module_utils.staple_probe import HAS_PYOPENSSL, PYOPENSSL_IMPORT_ERROR
 from ansible_collections.fleet.stapling.plugins.module_utils.stapling_change import STAPLING_ERRORS
 
@@ -737,9 +741,6 @@ def argument_spec():
             url=dict(type="str"),
         )),
         discover=dict(type="bool", default=False),
-        ctl=dict(type="raw"),
-        config_file=dict(type="path"),
-        server_root=dict(type="path"),
         ca_bundle=dict(type="path"),
         url=dict(type="str"),
         timeout=dict(type="float", default=5.0),
@@ -758,6 +759,7 @@ def argument_spec():
             server_name=dict(type="str"),
         )),
         fail_on_unhealthy=dict(type="bool", default=False),
+        **INSTANCE_ARGUMENT_SPEC
     )
 
 
@@ -767,11 +769,10 @@ def gather(module, params, ca_bundle_certs):
     targets = ocsp_probe_run.targets_from_specs(params["stapled_targets"])
     skipped = []
     if params["discover"]:
-        host = discover(module.run_command, params["ctl"], params["config_file"], params["server_root"])
-        config = host.parse()
-        facts = stapling_facts.stapling_facts(config)
+        host = discover_from_params(module_runner(module), params)
+        facts = stapling_facts.stapling_facts(host.parse())
         found, found_targets, skipped = ocsp_probe_run.discover_items(
-            config, facts, ca_bundle_certs, params["url"], params["ip_version"])
+            facts, ca_bundle_certs, params["url"], params["ip_version"])
         items += found
         targets = found_targets + targets
     return items, targets, skipped

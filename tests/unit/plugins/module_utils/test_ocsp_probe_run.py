@@ -352,7 +352,7 @@ def test_discovery_takes_every_ssl_vhost_with_its_issuer_url_and_timeout(tmp_pat
     main = tmp_path / "httpd.conf"
     main.write_text(APACHE_CONFIG.format(root=tmp_path))
     config = apache_config.parse_config(str(main), server_root=str(tmp_path))
-    items, targets, skipped = ocsp_probe_run.discover_items(config, stapling_facts.stapling_facts(config))
+    items, targets, skipped = ocsp_probe_run.discover_items(stapling_facts.stapling_facts(config))
 
     shop, forced = items
     assert len(shop.sources) == 2  # two vhosts serve shop.pem: one item
