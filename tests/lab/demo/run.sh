@@ -19,7 +19,13 @@ mkdir -p "$collections_root/ansible_collections/$COLLECTION_NAMESPACE"
 ln -s "$REPO_ROOT" "$collections_root/ansible_collections/$COLLECTION_NAMESPACE/$COLLECTION_NAME"
 export ANSIBLE_COLLECTIONS_PATH="$collections_root" ANSIBLE_PYTHON_INTERPRETER="$PY"
 export ANSIBLE_NOCOLOR="${ANSIBLE_NOCOLOR:-0}" ANSIBLE_DISPLAY_SKIPPED_HOSTS=false
-playbook() { "$VENV/bin/ansible-playbook" -i "$inventory" "$REPO_ROOT/tests/lab/demo/switch_stapling.yml" "$@"; }
+playbook() {
+    local name="$1"
+    shift
+    "$VENV/bin/ansible-playbook" -i "$inventory" "$REPO_ROOT/playbooks/$name.yml" -e stapling_report_dir="$reports" "$@"
+}
+summary() { sed -n '/^| Host/,$p' "$reports/$1.md"; }
+reports="${FLEET_DEMO_REPORTS:-/tmp/fleet-stapling-reports}"
 
 step "1. Bring up the lab: 3 Apache hosts (Debian, RHEL and cPanel layouts) and 2 CAs with OCSP responders"
 lab up --reset
@@ -30,29 +36,32 @@ step "2. What a browser is stapled by each vhost now (openssl s_client -status)"
 lab staples
 pause
 
-step "3. 03:00: CA alpha's OCSP responder goes dark"
+step "3. Check every responder from every host (probe_responders.yml: nothing changes)"
+playbook probe_responders >/dev/null || true
+summary probe_responders
+pause
+
+step "4. 03:00: CA alpha's OCSP responder goes dark, and the probe turns red on every host"
 lab fault alpha down
-lab status | grep responder
+playbook probe_responders >/dev/null || true
+summary probe_responders
 pause
 
-step "4. Preview the change for CA alpha's sites on every host (check mode, diff: nothing is written)"
-playbook -e '{"demo_state": "disabled", "demo_ocsp_hosts": ["127.0.0.1"]}' --check --diff || true
-pause
-
-step "5. Switch stapling off for CA alpha's sites, validate with apachectl -t, reload"
-echo "web1 serves an OCSP Must-Staple certificate from CA alpha: the module refuses to break it for Firefox."
-playbook -e '{"demo_state": "disabled", "demo_ocsp_hosts": ["127.0.0.1"]}' ||
-    echo "(web1 refused, as it should; the other hosts changed)"
-sleep 2
+step "5. The incident command for CA alpha's sites: disable_stapling.yml, validated, reloaded, checked"
+echo "web1 serves an OCSP Must-Staple certificate from CA alpha: the role refuses to break it for Firefox"
+echo "and puts web1's files back as they were; pass stapling_force=true to override."
+playbook disable_stapling -e '{"stapling_ocsp_hosts": ["127.0.0.1"]}' >/dev/null || true
+summary disable_stapling
 lab staples
 pause
 
-step "6. The responder is back: switch stapling on again for CA alpha's sites"
+step "6. The responder is back: enable_stapling.yml probes first, then switches on where it answers properly"
 lab fault alpha ok
-playbook -e '{"demo_state": "enabled", "demo_ocsp_hosts": ["127.0.0.1"]}'
-sleep 2
+playbook enable_stapling >/dev/null || true
+summary enable_stapling
 lab staples
 pause
 
 step "7. Tear the lab down (make lab-up brings it back to explore)"
 lab down
+echo "The fleet reports of each step, as JSON and Markdown: $reports"
