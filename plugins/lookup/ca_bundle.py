@@ -14,8 +14,9 @@ description:
   - Reads every given file on the controller, accepting PEM files (one or many certificates) and DER files (one
     certificate), parses each certificate, drops duplicates and returns the bundle as PEM text with a description
     of each certificate.
-  - Fails with the file's name when a file holds no readable certificate, so that a broken download never reaches
-    a server.
+  - Fails with the file's name when a file holds no readable certificate, a certificate that is not a CA
+    certificate (a server certificate pasted by mistake), or a certificate that has expired, so that a broken
+    download never reaches a server.
 options:
   _terms:
     description: Paths of the certificate files, in the order the bundle should list them.
@@ -75,6 +76,9 @@ class LookupModule(LookupBase):
             except certificates.CertificateError as exc:
                 raise AnsibleLookupError(str(exc))
             for certificate in found:
+                problem = certificates.ca_problem(certificate)
+                if problem:
+                    raise AnsibleLookupError("%s: %s: %s" % (path, certificate.subject.rfc4514_string(), problem))
                 fingerprint = certificate.public_bytes(Encoding.DER)
                 if fingerprint in seen:
                     dropped += 1

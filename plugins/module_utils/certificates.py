@@ -11,6 +11,7 @@ report it with ``missing_required_lib``.
 
 from __future__ import annotations
 
+import datetime
 import re
 import traceback
 
@@ -104,6 +105,23 @@ def key_identifier(certificate, which):
     except x509.ExtensionNotFound:
         return None
     return value.hex() if value else None
+
+
+def ca_problem(certificate, now=None):
+    """Why a certificate does not belong in a CA bundle (not a CA, expired), or None when it does."""
+    try:
+        constraints = certificate.extensions.get_extension_for_oid(ExtensionOID.BASIC_CONSTRAINTS).value
+    except x509.ExtensionNotFound:
+        constraints = None
+    if constraints is None or not constraints.ca:
+        return "not a CA certificate"
+    moment = now or datetime.datetime.now(datetime.timezone.utc)
+    expiry = getattr(certificate, "not_valid_after_utc", None)
+    if expiry is None:  # cryptography < 42 gives naive UTC
+        expiry = certificate.not_valid_after.replace(tzinfo=datetime.timezone.utc)
+    if expiry < moment:
+        return "expired on %s" % not_after(certificate)
+    return None
 
 
 def describe(certificate):

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 
 from ansible_collections.fleet.stapling.plugins.module_utils import certificates
@@ -44,3 +46,15 @@ def test_garbage_is_a_clear_error_naming_the_file(tmp_path):
 def test_issuer_is_not_found_among_strangers():
     leaf = TestCA("A").leaf("x.test")
     assert certificates.find_issuer(leaf, [TestCA("B").certificate]) is None
+
+
+def test_ca_problem_tells_a_server_certificate_from_a_ca():
+    ca = TestCA()
+    assert certificates.ca_problem(ca.certificate) is None
+    assert certificates.ca_problem(ca.leaf("shop.test")) == "not a CA certificate"
+
+
+def test_ca_problem_names_an_expired_ca():
+    ca = TestCA()
+    later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=400)
+    assert certificates.ca_problem(ca.certificate, now=later).startswith("expired on ")
