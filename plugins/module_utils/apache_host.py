@@ -63,6 +63,11 @@ class ApacheHost(object):
                                           static_modules=self.static_modules, version=self.version,
                                           overrides=overrides)
 
+    def pid_file(self, config):
+        """Where the master writes its pid: PidFile, else the compiled-in default, against ServerRoot."""
+        path = config.server_value("PidFile") or self.compile_settings.get("DEFAULT_PIDLOG") or "logs/httpd.pid"
+        return os.path.normpath(os.path.join(config.server_root, path))
+
     def configtest(self, run):
         """``ctl -t``: (ok, httpd's own words)."""
         rc, out, err = run(self.ctl + ["-t"])

@@ -45,6 +45,7 @@ def change_stapling(host, desired, run, check_mode, move=apache_write.plain_move
     result = {
         "changed": bool(rendered),
         "changed_files": sorted(rendered),
+        "created_files": sorted(path for path, (old, _new) in rendered.items() if old is None),
         "vhost_changes": plan.vhost_changes,
         "selected_vhosts": [v["id"] for v in plan.selected],
         "apache_version": host.version_string,

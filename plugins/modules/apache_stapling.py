@@ -159,8 +159,14 @@ changed_files:
   type: list
   elements: str
   sample: [/etc/apache2/sites-available/shop.conf]
+created_files:
+  description: The files among RV(changed_files) that did not exist before (per-vhost include files on cPanel).
+  returned: always
+  type: list
+  elements: str
+  sample: [/etc/apache2/conf.d/userdata/ssl/2_4/user/shop.example.com/fleet_stapling.conf]
 backups:
-  description: Backup files made, by the path they back up.
+  description: Backup files made, by the real path (symlinks resolved) of the file they back up.
   returned: when O(backup=true) and something changed
   type: dict
   sample: {/etc/apache2/sites-available/shop.conf: /etc/apache2/sites-available/shop.conf.1234.2026-11-22@10:00:00~}

@@ -62,6 +62,11 @@ config_file:
   returned: always
   type: str
   sample: /etc/apache2/apache2.conf
+pid_file:
+  description: Where the Apache master writes its pid (C(PidFile), else the compiled-in default), resolved.
+  returned: always
+  type: str
+  sample: /var/run/apache2/apache2.pid
 server:
   description: Server-scope stapling settings.
   returned: always
@@ -249,12 +254,14 @@ def main():
         module.fail_json(msg=missing_required_lib("cryptography"), exception=certificates.CRYPTOGRAPHY_IMPORT_ERROR)
     try:
         host = discover_from_params(module_runner(module), module.params)
-        facts = stapling_facts.stapling_facts(host.parse())
+        config = host.parse()
+        facts = stapling_facts.stapling_facts(config)
     except STAPLING_ERRORS as exc:
         module.fail_json(msg=str(exc))
     for warning in facts.pop("warnings"):
         module.warn(warning)
-    module.exit_json(changed=False, apache_version=host.version_string, config_file=host.config_file, **facts)
+    module.exit_json(changed=False, apache_version=host.version_string, config_file=host.config_file,
+                     pid_file=host.pid_file(config), **facts)
 
 
 if __name__ == "__main__":

@@ -97,17 +97,28 @@ def start(binary: Path, host: HostPlan, timeout: float = 15.0) -> int:
                    f"{(result.stdout + result.stderr).strip()}\n{tail(host.error_log)}")
 
 
-def stop(pid: int | None, host: HostPlan, timeout: float = 10.0) -> bool:
-    """Stop the master we started (by its recorded pid); returns False when it was not running."""
-    if not is_our_process(pid, host):
+def current_master(recorded_pid: int | None, host: HostPlan) -> int | None:
+    """The master of this host's instance: the pid the lab recorded, or, when something (a test, the role's
+    recovery after a failed reload) started the instance again, the pid its pid file names; either way a
+    process running with this host's own ServerRoot, never anything else."""
+    for pid in (recorded_pid, read_pid(host)):
+        if is_our_process(pid, host):
+            return pid
+    return None
+
+
+def stop(recorded_pid: int | None, host: HostPlan, timeout: float = 10.0) -> bool:
+    """Stop this host's master; returns False when it was not running."""
+    pid = current_master(recorded_pid, host)
+    if pid is None:
         return False
-    os.kill(pid, signal.SIGTERM)  # type: ignore[arg-type]
+    os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not is_our_process(pid, host):
             return True
         time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)  # type: ignore[arg-type]
+    os.kill(pid, signal.SIGKILL)
     return True
 
 

@@ -109,7 +109,7 @@ class Lab:
             plan = self._plan_host(index, base_port, cas, modules_dir)
             old = old_hosts.get(plan.name, {})
             pid = old.get("pid")
-            running = apache.is_our_process(pid, plan)
+            running = apache.current_master(pid, plan) is not None
             if reset and running:
                 apache.stop(pid, plan)
                 running = False
@@ -251,7 +251,7 @@ class Lab:
                 "layout": host["layout"],
                 "port": host["port"],
                 "pid": host["pid"],
-                "running": apache.is_our_process(host["pid"], plan_view),  # type: ignore[arg-type]
+                "running": apache.current_master(host["pid"], plan_view) is not None,  # type: ignore[arg-type]
                 "answers": apache.port_answers(host["port"]),
                 "vhosts": [f"{v['server_name']} ({v['ca']}, {v['kind']})" for v in host["vhosts"]],
             })
@@ -283,7 +283,7 @@ class Lab:
         return stopped
 
     def _anything_running(self, state: dict) -> bool:
-        hosts = any(apache.is_our_process(h["pid"], _PlanView(h)) for h in state.get("hosts", []))  # type: ignore[arg-type]
+        hosts = any(apache.current_master(h["pid"], _PlanView(h)) for h in state.get("hosts", []))  # type: ignore[arg-type]
         return hosts or any(_responder_alive(r) for r in state.get("responders", {}).values())
 
 
@@ -292,6 +292,7 @@ class _PlanView:
 
     def __init__(self, record: dict):
         self.server_root = Path(record["server_root"])
+        self.pid_file = Path(record["pid_file"])
 
 
 def _responder_alive(record: dict) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.fleet.stapling.plugins.module_utils import apache_host
+from ansible_collections.fleet.stapling.plugins.module_utils.apache_config import parse_config
 
 DASH_V = """Server version: Apache/2.4.62 (Debian)
 Server built:   2024-07-01T00:00:00
@@ -64,3 +65,12 @@ def test_discover_explains_a_missing_main_config(tmp_path):
 def test_discover_reports_a_failing_ctl():
     with pytest.raises(apache_host.ApacheHostError, match="failed"):
         apache_host.discover(lambda command: (127, "", "not found"), "/nowhere/apachectl")
+
+
+def test_pid_file_comes_from_pidfile_or_the_compiled_default(tmp_path):
+    main = tmp_path / "httpd.conf"
+    main.write_text("ServerRoot %s\n" % tmp_path)
+    host = apache_host.ApacheHost(["apachectl"], str(main), str(tmp_path), None, None, {"DEFAULT_PIDLOG": "run/httpd.pid"})
+    assert host.pid_file(parse_config(str(main))) == str(tmp_path / "run" / "httpd.pid")
+    main.write_text("ServerRoot %s\nPidFile /var/run/apache2/apache2.pid\n" % tmp_path)
+    assert host.pid_file(parse_config(str(main))) == "/var/run/apache2/apache2.pid"

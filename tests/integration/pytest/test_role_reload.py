@@ -1,0 +1,67 @@
+"""The role after a reload: a server that does not survive it is put back and started again, loudly.
+
+httpd notices some broken setups only after "Syntax OK", at the reload itself, and dies. The reload here is a
+wrapper that stops the master the way such a failure does; the role must notice (no master, no TLS), restore
+every file it changed, start Apache with the previous configuration and fail the host.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PLAYBOOK = Path(__file__).resolve().parent / "playbooks" / "stapling_role.yml"
+
+
+def config_digest(server_root: Path) -> dict[str, str]:
+    """Every config file's digest, leaving out Apache's runtime directories and the role's backup copies."""
+    digests = {}
+    for directory, dirs, files in os.walk(server_root):
+        dirs[:] = [d for d in dirs if Path(directory, d) not in (server_root / "logs", server_root / "run")]
+        for name in files:
+            if not name.endswith("~"):
+                path = Path(directory, name)
+                digests[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return digests
+
+
+def write_killing_reload(directory: Path, pid_file: str) -> Path:
+    script = directory / "reload-that-kills.sh"
+    script.write_text("#!/bin/sh\n# stands in for a reload that httpd does not survive\nkill -TERM \"$(cat %s)\"\n"
+                      % shlex.quote(pid_file))
+    script.chmod(0o755)
+    return script
+
+
+@pytest.mark.parametrize("host_name", ["web2"])
+def test_reload_that_kills_apache_is_undone_and_fails_loudly(fleet, host, tmp_path):
+    server_root = Path(host["server_root"])
+    before = config_digest(server_root)
+    old_master = int(Path(host["pid_file"]).read_text())
+    reload_script = write_killing_reload(tmp_path, host["pid_file"])
+    extra_vars = {
+        "stapling_state": "disabled",
+        "stapling_apache_reload_command": str(reload_script),
+        "stapling_apache_start_command": host["ctl"] + " -k start",
+    }
+    completed = subprocess.run(
+        [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(fleet.lab.inventory), "--limit",
+         host["name"], str(PLAYBOOK), "-e", json.dumps(extra_vars)],
+        env=fleet.env, capture_output=True, text=True, timeout=300, check=False)
+    output = completed.stdout + completed.stderr
+
+    assert completed.returncode != 0, output
+    assert "Apache did not survive the reload" in output and "previous configuration was restored" in output
+    assert config_digest(server_root) == before, "a config file differs from before the run"
+    new_master = int(Path(host["pid_file"]).read_text())
+    assert new_master != old_master  # started again
+    # the previous configuration staples, as before the run
+    seen = fleet.staples_until(host["name"], {f"www-alpha.{host['name']}.lab.test": "good"})
+    assert seen[f"www-alpha.{host['name']}.lab.test"].cert_status == "good"
