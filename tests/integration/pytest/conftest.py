@@ -42,9 +42,11 @@ def error_log_reloads(host: dict) -> int:
 
 
 def master_alive(host: dict) -> bool:
+    """The master named by the pid file runs with this host's ServerRoot (a restart may have changed its pid)."""
     try:
-        return str(host["server_root"]).encode() in Path(f"/proc/{host['pid']}/cmdline").read_bytes()
-    except OSError:
+        pid = int(Path(host["pid_file"]).read_text().strip())
+        return str(host["server_root"]).encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
         return False
 
 

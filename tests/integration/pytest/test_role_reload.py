@@ -8,14 +8,12 @@ every file it changed, start Apache with the previous configuration and fail the
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from playbook_runs import run_playbook
 
 PLAYBOOK = Path(__file__).resolve().parent / "playbooks" / "stapling_role.yml"
 
@@ -51,10 +49,7 @@ def test_reload_that_kills_apache_is_undone_and_fails_loudly(fleet, host, tmp_pa
         "stapling_apache_reload_command": str(reload_script),
         "stapling_apache_start_command": host["ctl"] + " -k start",
     }
-    completed = subprocess.run(
-        [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(fleet.lab.inventory), "--limit",
-         host["name"], str(PLAYBOOK), "-e", json.dumps(extra_vars)],
-        env=fleet.env, capture_output=True, text=True, timeout=300, check=False)
+    completed = run_playbook(fleet, str(PLAYBOOK), [host["name"]], extra_vars)
     output = completed.stdout + completed.stderr
 
     assert completed.returncode != 0, output
