@@ -84,3 +84,35 @@ def test_hanging_responder_slows_every_handshake_until_stapling_is_off_for_its_s
     assert after < 1.0, f"after disable_stapling.yml a handshake still takes {after:.2f} s"
     beta = fleet.staple(host["name"], f"www-beta.{host['name']}.lab.test")
     assert beta.stapled and beta.cert_status == "good", "the other CA's sites must keep stapling"
+
+
+def finding_codes(info: dict) -> set[str]:
+    return {finding["code"] for finding in info["findings"]}
+
+
+def test_info_flags_hosts_still_on_apaches_stapling_defaults(fleet):
+    infos = fleet.info(["web2", "web3"])
+    # web2 (RHEL layout) keeps Apache's defaults; web3 (cPanel) has the hardened block
+    assert {"fake_try_later", "long_responder_timeout"} <= finding_codes(infos["web2"])
+    assert finding_codes(infos["web3"]) == set()
+
+
+@pytest.mark.parametrize("host_name", ["web2"])
+def test_info_flags_a_stapling_cache_too_small_for_the_host(fleet, host):
+    conf_d = Path(host["server_root"]) / "conf.d"
+    ssl_conf = conf_d / "ssl.conf"
+    ssl_conf.write_text(ssl_conf.read_text().replace("ssl_stapling(128000)", "ssl_stapling(8192)"))
+    template = next(v for v in host["vhosts"] if v["server_name"].startswith("www-beta"))
+    extra = []
+    for number in range(8):
+        extra += ["<VirtualHost 127.0.0.1:%d>" % host["port"],
+                  "    ServerName extra%d.%s.lab.test" % (number, host["name"]), "    SSLEngine on", '    SSLCertificateFile "%s"' % template["cert_file"],
+                  '    SSLCertificateKeyFile "%s"' % template["key_file"],
+                  '    SSLCertificateChainFile "%s"' % template["chain_file"], "</VirtualHost>"]
+    (conf_d / "zz-extra-sites.conf").write_text("\n".join(extra) + "\n")
+    assert fleet.configtest(host["name"]).returncode == 0
+
+    info = fleet.info([host["name"]])[host["name"]]
+
+    too_small = [f for f in info["findings"] if f["code"] == "cache_too_small"]
+    assert too_small and "8192 bytes" in too_small[0]["message"] and "12 stapling vhosts" in too_small[0]["message"]
