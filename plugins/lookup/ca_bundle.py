@@ -69,7 +69,7 @@ class LookupModule(LookupBase):
         seen = set()
         kept = []
         dropped = 0
-        for term in terms:
+        for term in _flatten(terms):
             path = self.find_file_in_search_path(variables, "files", term)
             try:
                 found = certificates.load_certificates(path)
@@ -97,3 +97,13 @@ class LookupModule(LookupBase):
 def _summary(certificate):
     facts = certificates.describe(certificate)
     return {"subject": facts["subject"], "subject_key_id": facts["subject_key_id"], "not_after": facts["not_after"]}
+
+
+def _flatten(terms):
+    """query('ca_bundle', a, b) and query('ca_bundle', [a, b]) mean the same files."""
+    for term in terms:
+        if isinstance(term, (list, tuple)):
+            for inner in _flatten(term):
+                yield inner
+        else:
+            yield term

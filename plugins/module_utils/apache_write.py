@@ -93,6 +93,12 @@ class Transaction(object):
                 os.rmdir(directory)
             except OSError:
                 pass  # something else was put there meanwhile; leave it
+        if not errors:
+            # every file is back byte for byte: a copy of what is already there would only be clutter
+            for copy in self.backups.values():
+                if copy and os.path.exists(copy):
+                    os.unlink(copy)
+            self.backups.clear()
         return errors
 
 

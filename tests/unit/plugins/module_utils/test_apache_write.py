@@ -99,3 +99,14 @@ def test_unified_diff_shows_only_the_changed_line(tmp_path):
     diff = apache_edit.unified_diff("/etc/x.conf", b"a\nSSLUseStapling on\nb\n", b"a\nSSLUseStapling off\nb\n")
     assert [line for line in diff.splitlines() if line[:1] in "+-" and not line.startswith(("+++", "---"))] == \
         ["-SSLUseStapling on", "+SSLUseStapling off"]
+
+
+def test_rollback_removes_the_backups_it_made(tmp_path):
+    target = tmp_path / "ssl.conf"
+    target.write_bytes(b"SSLUseStapling on\n")
+    with pytest.raises(apache_write.WriteError):
+        apache_write.apply_changes({str(target): (b"SSLUseStapling on\n", b"SSLUseStapling off\n")},
+                                   validate=lambda: (False, "AH00526"),
+                                   backup=lambda path: _copy(path, path + ".bak"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ssl.conf"]
+    assert target.read_bytes() == b"SSLUseStapling on\n"
