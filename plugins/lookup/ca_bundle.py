@@ -103,7 +103,6 @@ def _flatten(terms):
     """query('ca_bundle', a, b) and query('ca_bundle', [a, b]) mean the same files."""
     for term in terms:
         if isinstance(term, (list, tuple)):
-            for inner in _flatten(term):
-                yield inner
+            yield from _flatten(term)
         else:
             yield term
