@@ -1,0 +1,622 @@
+"""The playbooks of playbooks/ on the lab fleet: web1 (Debian layout), web2 (RHEL) and web3 (cPanel).
+
+Each test runs ``ansible-playbook -i <lab inventory> playbooks/<name>.yml -e ...`` the way an operator does, with
+the environment of ``make integration`` (the ``fleet`` fixture's), and checks what an operator would check: the
+exit code, the fleet report the playbook writes to ``stapling_report_dir`` (JSON, and Markdown for the matrix),
+what ``openssl s_client -status`` gets from each vhost, every byte under each ServerRoot, the Apache master pid
+and the reloads in its error log. Playbook runs take most of the time, so each test makes one run prove many
+things. After every test each host is back to its pristine config and each responder back to ``ok``.
+
+The lab: CA alpha's responder is http://127.0.0.1:<port>/ and CA beta's http://localhost:<port>/. Every host serves
+www-alpha, www-beta and new-beta (no OCSP URL); web1 also secure-alpha (Must-Staple), web2 revoked-beta and web3
+secure-beta (Must-Staple).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from conftest import HOST_NAMES, REPO_ROOT, error_log_reloads, master_alive, staple_status
+
+PLAYBOOKS = REPO_ROOT / "playbooks"
+ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
+PLAYBOOK_TIMEOUT = 300
+ALPHA_OCSP_HOST = "127.0.0.1"  # selects the sites of CA alpha, as an operator would during its outage
+STATUSES_NEEDING_ATTENTION = ("failed", "drift", "left_off")
+GENERATED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+INJECTED_COMPLAINT = "AH00526: Syntax error injected by the playbook test"
+# The timestamped copy Ansible's backup_local makes: <file>.<pid>.<date>@<time>~
+BACKUP_COPY = re.compile(r"\.\d+\.\d{4}-\d\d-\d\d@\d\d:\d\d:\d\d~$")
+
+
+# ---------------------------------------------------------------- running a playbook
+
+
+@dataclass
+class PlaybookRun:
+    """One ansible-playbook run: its exit code and output, and the fleet report it wrote (None: none written)."""
+
+    returncode: int
+    output: str
+    report: dict | None
+    markdown: str | None
+
+    def rows(self) -> dict[str, dict]:
+        assert self.report is not None, f"the playbook wrote no JSON report:\n{self.output}"
+        return {row["host"]: row for row in self.report["hosts"]}
+
+
+class Operator:
+    """Runs the collection's playbooks on the lab fleet and switches the lab's responders."""
+
+    def __init__(self, fleet, scratch: Path):
+        self.fleet = fleet
+        self.scratch = scratch
+        self.runs = 0
+        # The lab is on loopback: a proxy of the machine running the tests must not come between.
+        self.env = {key: value for key, value in fleet.env.items() if key.lower() != "http_proxy"}
+
+    def run(self, playbook: str, inventories: tuple[Path, ...] = (), **extra_vars) -> PlaybookRun:
+        self.runs += 1
+        run_dir = self.scratch / f"{self.runs:02d}-{playbook}"
+        report_dir = run_dir / "reports"
+        run_dir.mkdir(parents=True)
+        vars_file = run_dir / "vars.json"
+        vars_file.write_text(json.dumps(dict(extra_vars, stapling_report_dir=str(report_dir))))
+        command = [str(ANSIBLE_PLAYBOOK), "-i", str(self.fleet.lab.inventory)]
+        for inventory in inventories:
+            command += ["-i", str(inventory)]
+        command += [str(PLAYBOOKS / f"{playbook}.yml"), "-e", f"@{vars_file}"]
+        completed = subprocess.run(command, cwd=run_dir, env=self.env, capture_output=True, text=True,
+                                   timeout=PLAYBOOK_TIMEOUT, check=False)
+        json_report = report_dir / f"{playbook}.json"
+        markdown_report = report_dir / f"{playbook}.md"
+        return PlaybookRun(
+            returncode=completed.returncode,
+            output=f"$ {' '.join(command)}\n{completed.stdout}{completed.stderr}",
+            report=json.loads(json_report.read_text()) if json_report.exists() else None,
+            markdown=markdown_report.read_text() if markdown_report.exists() else None,
+        )
+
+    def fault(self, ca: str, mode: str) -> None:
+        self.fleet.lab.cli("fault", ca, mode)
+
+    def responder_url(self, ca: str) -> str:
+        return self.fleet.lab.state["responders"][ca]["url"]
+
+    def responder_netloc(self, ca: str) -> str:
+        return self.responder_url(ca).split("/")[2]
+
+
+@pytest.fixture
+def operator(fleet, tmp_path):
+    """The operator of the module's lab; afterwards every responder answers ``ok`` and every host is pristine."""
+    try:
+        yield Operator(fleet, tmp_path)
+    finally:
+        fleet.lab.cli("fault", "all", "ok")
+        for name in HOST_NAMES:
+            fleet.reset(name)
+
+
+# ---------------------------------------------------------------- the report
+
+
+def assert_report_consistent(run: PlaybookRun, name: str, hosts: tuple[str, ...] = HOST_NAMES) -> dict[str, dict]:
+    """The JSON report names the run, has one row per host, and its totals agree with the rows; returns the rows."""
+    report = run.report
+    assert report is not None, f"the playbook wrote no JSON report:\n{run.output}"
+    assert report["name"] == name
+    assert GENERATED.fullmatch(report["generated"]), report["generated"]
+    assert [row["host"] for row in report["hosts"]] == sorted(hosts), report
+    assert report["hosts_failed_before_reporting"] == [], report
+    assert report["counts"] == dict(Counter(row["status"] for row in report["hosts"])), report
+    assert report["hosts_needing_attention"] == [
+        row["host"] for row in report["hosts"] if row["status"] in STATUSES_NEEDING_ATTENTION
+    ], report
+    assert report["vhosts_changed"] == [vhost for row in report["hosts"] for vhost in row.get("vhosts_changed", [])]
+    assert run.markdown is not None and f"# {name}\n" in run.markdown
+    for row in report["hosts"]:
+        assert f"| {row['host']} | {row['status']} |" in run.markdown, run.markdown
+    return run.rows()
+
+
+def names_of(vhost_ids: list[str]) -> set[str]:
+    """'www-alpha.web1.lab.test (/path:2)' -> 'www-alpha.web1.lab.test'."""
+    return {vhost_id.split(" ", 1)[0] for vhost_id in vhost_ids}
+
+
+# ---------------------------------------------------------------- the hosts
+
+
+@dataclass(frozen=True)
+class HostState:
+    """What a run must leave alone on a host it does not change: the files, the master process, the reloads."""
+
+    files: dict
+    pid: int | None
+    reloads: int
+
+
+def server_root_entries(server_root: Path) -> dict[str, tuple]:
+    """Every entry of a ServerRoot but Apache's logs and run dirs: ("file", bytes, mode), ("link", target), ("dir",)."""
+    entries = {}
+    for directory, dirs, files in os.walk(server_root):
+        here = Path(directory)
+        if here == server_root:
+            dirs[:] = [d for d in dirs if d not in ("logs", "run")]
+        for name in dirs + files:
+            path = here / name
+            relative = str(path.relative_to(server_root))
+            if path.is_symlink():
+                entries[relative] = ("link", os.readlink(path))
+            elif path.is_dir():
+                entries[relative] = ("dir",)
+            else:
+                entries[relative] = ("file", path.read_bytes(), path.stat().st_mode)
+    return entries
+
+
+def master_pid(host: dict) -> int | None:
+    try:
+        return int(Path(host["pid_file"]).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def host_state(fleet, name: str) -> HostState:
+    host = fleet.host(name)
+    return HostState(server_root_entries(Path(host["server_root"])), master_pid(host), error_log_reloads(host))
+
+
+def fleet_state(fleet) -> dict[str, HostState]:
+    return {name: host_state(fleet, name) for name in HOST_NAMES}
+
+
+def assert_untouched(fleet, name: str, before: HostState, except_backup_copies: bool = False) -> None:
+    """No byte changed under the ServerRoot, the same master runs, and it was not reloaded."""
+    after = host_state(fleet, name)
+    changed = sorted(path for path in set(before.files) | set(after.files)
+                     if before.files.get(path) != after.files.get(path))
+    if except_backup_copies:
+        changed = [path for path in changed if not (BACKUP_COPY.search(path) and path not in before.files)]
+    assert changed == [], f"{name}: changed under the ServerRoot: {changed}"
+    assert after.pid == before.pid, f"{name}: the master pid changed from {before.pid} to {after.pid}"
+    assert master_alive(fleet.host(name)), f"{name}: the Apache master is gone"
+    assert after.reloads == before.reloads, f"{name}: reloaded {after.reloads - before.reloads} time(s)"
+
+
+def assert_reloaded(fleet, name: str, before: HostState) -> None:
+    after = host_state(fleet, name)
+    assert after.reloads > before.reloads, f"{name}: not reloaded"
+    assert after.pid == before.pid, f"{name}: the master was restarted instead of reloaded"
+
+
+def server_names(host: dict, **conditions) -> set[str]:
+    return {v["server_name"] for v in host["vhosts"] if all(v[key] == value for key, value in conditions.items())}
+
+
+def stapling_names(host: dict, **conditions) -> set[str]:
+    """The vhosts that can staple at all: those whose certificate names an OCSP responder."""
+    return {name for name in server_names(host, **conditions) if name not in server_names(host, kind="no-ocsp-url")}
+
+
+# ---------------------------------------------------------------- what clients see
+
+
+def expected_staples(host: dict, switched_off: set[str] = frozenset()) -> dict[str, str | None]:
+    """The cert status s_client should see per vhost; None where no staple is sent."""
+    expected = {}
+    for vhost in host["vhosts"]:
+        if vhost["server_name"] in switched_off or vhost["kind"] == "no-ocsp-url":
+            expected[vhost["server_name"]] = None
+        else:
+            expected[vhost["server_name"]] = "revoked" if vhost["kind"] == "revoked" else "good"
+    return expected
+
+
+def assert_clients_see(fleet, name: str, expected: dict[str, str | None]) -> None:
+    seen = fleet.staples_until(name, expected)
+    for server_name, wanted in expected.items():
+        status = staple_status(seen[server_name])
+        assert status == wanted, f"{server_name}: expected staple {wanted}, got {status}:\n{seen[server_name].output}"
+
+
+def switch_off_alpha_sites_with_the_module(fleet, names: list[str]) -> None:
+    """The state after an alpha outage: its sites (Must-Staple ones too) not stapling, on the running servers."""
+    results = fleet.run_playbook("apache_stapling.yml", names, {
+        "stapling_state": "disabled", "stapling_ocsp_hosts": [ALPHA_OCSP_HOST], "stapling_force": True})
+    for name in names:
+        assert not results[name].get("failed"), results[name]
+        fleet.reload(name)
+
+
+# ---------------------------------------------------------------- controlling the instance
+
+
+def write_ctl(directory: Path, host: dict, passing_config_tests: int) -> Path:
+    """The host's real ctl, except that every ``-t`` after the first ``passing_config_tests`` ones fails."""
+    script = directory / f"apachectl-{host['name']}"
+    count_file = directory / f"apachectl-{host['name']}.config-tests"
+    script.write_text(
+        "#!/bin/sh\n"
+        'for arg in "$@"; do\n'
+        '    if [ "$arg" = "-t" ]; then\n'
+        f'        echo "-t" >> "{count_file}"\n'
+        f'        if [ "$(wc -l < "{count_file}")" -gt {passing_config_tests} ]; then\n'
+        f'            echo "{INJECTED_COMPLAINT}" >&2\n'
+        "            exit 1\n"
+        "        fi\n"
+        "    fi\n"
+        "done\n"
+        f'exec {host["ctl"]} "$@"\n'
+    )
+    script.chmod(0o755)
+    return script
+
+
+def config_tests_run(ctl: Path) -> int:
+    count_file = ctl.with_name(ctl.name + ".config-tests")
+    return len(count_file.read_text().splitlines()) if count_file.exists() else 0
+
+
+def write_host_vars_inventory(path: Path, host_vars: dict[str, dict]) -> Path:
+    """A second inventory source with host variables, as an operator's host_vars would give them."""
+    path.write_text(json.dumps({"all": {"hosts": host_vars}}))  # JSON is YAML
+    return path
+
+
+# ---------------------------------------------------------------- disable_stapling.yml
+
+
+def test_disable_for_one_ca_spares_the_must_staple_host_until_forced_and_a_second_run_changes_nothing(fleet, operator):
+    hosts = {name: fleet.host(name) for name in HOST_NAMES}
+    before = fleet_state(fleet)
+
+    run = operator.run("disable_stapling", stapling_ocsp_hosts=[ALPHA_OCSP_HOST])
+
+    assert run.returncode != 0, run.output
+    rows = assert_report_consistent(run, "disable_stapling")
+    assert rows["web1"]["status"] == "failed", rows["web1"]
+    assert "secure-alpha.web1.lab.test" in rows["web1"]["message"], rows["web1"]
+    assert "Must-Staple" in rows["web1"]["message"], rows["web1"]
+    assert run.report["hosts_needing_attention"] == ["web1"]
+    assert_untouched(fleet, "web1", before["web1"])
+    assert_clients_see(fleet, "web1", expected_staples(hosts["web1"]))
+    for name in ("web2", "web3"):
+        alpha = server_names(hosts[name], ca="alpha")
+        assert rows[name]["status"] == "changed", rows[name]
+        assert names_of(rows[name]["vhosts_changed"]) == alpha, rows[name]
+        assert set(rows[name]["vhosts_stapling"]) == stapling_names(hosts[name], ca="beta"), rows[name]
+        assert_reloaded(fleet, name, before[name])
+        assert_clients_see(fleet, name, expected_staples(hosts[name], switched_off=alpha))
+    after_first = fleet_state(fleet)
+
+    forced = operator.run("disable_stapling", stapling_ocsp_hosts=[ALPHA_OCSP_HOST], stapling_force=True)
+
+    assert forced.returncode == 0, forced.output
+    rows = assert_report_consistent(forced, "disable_stapling")
+    assert {name: row["status"] for name, row in rows.items()} == {
+        "web1": "changed", "web2": "unchanged", "web3": "unchanged"}, rows
+    assert names_of(rows["web1"]["vhosts_changed"]) == {"www-alpha.web1.lab.test", "secure-alpha.web1.lab.test"}
+    assert forced.report["hosts_needing_attention"] == []
+    assert_reloaded(fleet, "web1", after_first["web1"])
+    assert_clients_see(fleet, "web1", expected_staples(hosts["web1"], switched_off=server_names(hosts["web1"], ca="alpha")))
+    for name in ("web2", "web3"):
+        assert_untouched(fleet, name, after_first[name])
+    settled = fleet_state(fleet)
+
+    again = operator.run("disable_stapling", stapling_ocsp_hosts=[ALPHA_OCSP_HOST], stapling_force=True)
+
+    assert again.returncode == 0, again.output
+    assert_report_consistent(again, "disable_stapling")
+    assert again.report["counts"] == {"unchanged": len(HOST_NAMES)}, again.report
+    assert again.report["vhosts_changed"] == []
+    for name in HOST_NAMES:
+        assert_untouched(fleet, name, settled[name])
+
+
+def test_a_run_in_which_every_host_fails_still_writes_the_report(fleet, operator):
+    before = host_state(fleet, "web1")
+
+    run = operator.run("disable_stapling", stapling_target_hosts="web1")
+
+    assert run.returncode != 0, run.output
+    assert_untouched(fleet, "web1", before)
+    rows = assert_report_consistent(run, "disable_stapling", hosts=("web1",))
+    assert rows["web1"]["status"] == "failed"
+    assert "secure-alpha.web1.lab.test" in rows["web1"]["message"]
+
+
+# ---------------------------------------------------------------- a failing validate never reloads
+
+
+def test_a_failing_validate_never_reloads_whether_the_module_or_the_handler_runs_it(fleet, operator, tmp_path):
+    hosts = {name: fleet.host(name) for name in HOST_NAMES}
+    # web2's config test always fails: the module itself must restore every byte. web3's passes the module's own
+    # check after writing and fails at the role's validate handler, which must then not notify the reload.
+    ctl_of = {"web2": write_ctl(tmp_path, hosts["web2"], 0), "web3": write_ctl(tmp_path, hosts["web3"], 1)}
+    inventory = write_host_vars_inventory(tmp_path / "failing-ctl.yml", {
+        name: {"stapling_apache_ctl": str(ctl)} for name, ctl in ctl_of.items()})
+    www_beta = {name: {f"www-beta.{name}.lab.test"} for name in HOST_NAMES}
+    before = fleet_state(fleet)
+
+    run = operator.run("disable_stapling", inventories=(inventory,), stapling_vhosts=["www-beta.*"])
+
+    assert run.returncode != 0, run.output
+    rows = assert_report_consistent(run, "disable_stapling")
+    assert {name: row["status"] for name, row in rows.items()} == {
+        "web1": "changed", "web2": "failed", "web3": "failed"}, rows
+    assert run.report["hosts_needing_attention"] == ["web2", "web3"]
+    # web1 has the real ctl: the failures elsewhere do not hold it back
+    assert names_of(rows["web1"]["vhosts_changed"]) == www_beta["web1"]
+    assert_reloaded(fleet, "web1", before["web1"])
+    assert_clients_see(fleet, "web1", expected_staples(hosts["web1"], switched_off=www_beta["web1"]))
+    # web2: the module's config test failed and it restored everything (the backup copies it leaves behind are
+    # test_a_failed_config_test_leaves_no_backup_copy_behind's concern)
+    assert INJECTED_COMPLAINT in rows["web2"]["message"], rows["web2"]
+    assert config_tests_run(ctl_of["web2"]) == 1
+    assert_untouched(fleet, "web2", before["web2"], except_backup_copies=True)
+    # web3: the module passed its config test, the handler's validate failed
+    assert config_tests_run(ctl_of["web3"]) == 2
+    assert re.search(r'fatal: \[web3\]: FAILED! => \{.*"cmd": \[[^]]*"-t"\]', run.output), run.output
+    after = host_state(fleet, "web3")
+    assert (after.pid, after.reloads) == (before["web3"].pid, before["web3"].reloads), "web3 was reloaded"
+    for name in ("web2", "web3"):
+        assert_clients_see(fleet, name, expected_staples(hosts[name]))
+
+
+def test_a_failed_config_test_leaves_no_backup_copy_behind(fleet, operator, tmp_path):
+    failing_ctl = write_ctl(tmp_path, fleet.host("web2"), 0)
+    before = host_state(fleet, "web2")
+
+    run = operator.run("disable_stapling", stapling_target_hosts="web2", stapling_vhosts=["www-beta.*"],
+                       stapling_apache_ctl=str(failing_ctl))
+
+    assert run.returncode != 0, run.output
+    assert INJECTED_COMPLAINT in run.output
+    assert_untouched(fleet, "web2", before)
+
+
+# ---------------------------------------------------------------- enable_stapling.yml
+
+
+def test_enable_leaves_a_ca_with_a_bad_responder_off_then_switches_it_on_once_healthy(fleet, operator):
+    hosts = {name: fleet.host(name) for name in HOST_NAMES}
+    switch_off_alpha_sites_with_the_module(fleet, list(HOST_NAMES))
+    alpha_url = operator.responder_url("alpha")
+    operator.fault("alpha", "wrong-signer")
+
+    left = operator.run("enable_stapling")
+
+    rows = assert_report_consistent(left, "enable_stapling")
+    for name, host in hosts.items():
+        assert rows[name]["status"] == "left_off", rows[name]
+        assert alpha_url in rows[name]["message"], rows[name]
+        assert rows[name]["unhealthy_responders"] == [alpha_url], rows[name]
+        assert rows[name]["vhosts_changed"] == [], rows[name]
+        assert_clients_see(fleet, name, expected_staples(host, switched_off=server_names(host, ca="alpha")))
+    assert left.report["hosts_needing_attention"] == list(HOST_NAMES)
+
+    operator.fault("alpha", "ok")
+    enabled = operator.run("enable_stapling")
+
+    assert enabled.returncode == 0, enabled.output
+    rows = assert_report_consistent(enabled, "enable_stapling")
+    for name, host in hosts.items():
+        assert rows[name]["status"] == "changed", rows[name]
+        assert names_of(rows[name]["vhosts_changed"]) == server_names(host, ca="alpha"), rows[name]
+        assert set(rows[name]["vhosts_stapling"]) == stapling_names(host), rows[name]
+        assert_clients_see(fleet, name, expected_staples(host))  # revoked-beta staples "revoked"
+    settled = fleet_state(fleet)
+
+    again = operator.run("enable_stapling")
+
+    assert again.returncode == 0, again.output
+    assert_report_consistent(again, "enable_stapling")
+    assert again.report["counts"] == {"unchanged": len(HOST_NAMES)}, again.report
+    for name in HOST_NAMES:
+        assert_untouched(fleet, name, settled[name])
+
+
+def test_enable_for_one_ca_switches_it_on_while_another_cas_responder_is_down(fleet, operator):
+    host = fleet.host("web2")
+    alpha = server_names(host, ca="alpha")
+    switch_off_alpha_sites_with_the_module(fleet, ["web2"])
+    operator.fault("beta", "down")
+
+    run = operator.run("enable_stapling", stapling_target_hosts="web2", stapling_ocsp_hosts=[ALPHA_OCSP_HOST])
+
+    rows = assert_report_consistent(run, "enable_stapling", hosts=("web2",))
+    assert rows["web2"]["status"] != "failed", rows["web2"]
+    assert names_of(rows["web2"]["vhosts_changed"]) == alpha, rows["web2"]
+    assert_clients_see(fleet, "web2", {name: "good" for name in alpha})
+
+
+def test_enable_on_a_pristine_host_reports_the_settings_it_wrote_and_reloaded_as_changed(fleet, operator):
+    before = host_state(fleet, "web2")
+
+    run = operator.run("enable_stapling", stapling_target_hosts="web2")
+
+    assert run.returncode == 0, run.output
+    assert "conf.d/fleet-stapling.conf" in server_root_entries(Path(fleet.host("web2")["server_root"]))
+    assert_reloaded(fleet, "web2", before)
+    rows = assert_report_consistent(run, "enable_stapling", hosts=("web2",))
+    assert rows["web2"]["status"] == "changed", rows["web2"]
+
+
+# ---------------------------------------------------------------- probe_responders.yml
+
+
+def test_probe_responders_reports_the_hosts_by_responders_matrix_and_changes_nothing(fleet, operator):
+    alpha_url, beta_url = operator.responder_url("alpha"), operator.responder_url("beta")
+    operator.fault("beta", "down")
+    before = fleet_state(fleet)
+
+    run = operator.run("probe_responders")
+
+    assert run.returncode == 0, run.output
+    rows = assert_report_consistent(run, "probe_responders")
+    for name in HOST_NAMES:
+        row = rows[name]
+        assert row["status"] == "unhealthy", row
+        assert row["unhealthy_responders"] == [beta_url], row
+        responders = {responder["url"]: responder for responder in row["responders"]}
+        assert set(responders) == {alpha_url, beta_url}, row
+        assert (responders[alpha_url]["healthy"], responders[alpha_url]["error_class"]) == (True, None)
+        assert (responders[beta_url]["healthy"], responders[beta_url]["error_class"]) == (False, "connect_refused")
+        ipv4 = {family["family"]: family for family in responders[beta_url]["families"]}["4"]
+        assert (ipv4["healthy"], ipv4["error_class"]) == (False, "connect_refused"), responders[beta_url]
+        assert_untouched(fleet, name, before[name])
+    matrix = run.markdown.split("## Hosts x responders\n", 1)[1]
+    assert f"| Host | {alpha_url} | {beta_url} |" in matrix, run.markdown
+    for name in HOST_NAMES:
+        (line,) = [line for line in matrix.splitlines() if line.startswith(f"| {name} |")]
+        alpha_cell, beta_cell = [cell.strip() for cell in line.strip("|").split("|")[1:]]
+        assert alpha_cell.startswith("ok v4:ok"), line
+        assert beta_cell.startswith("connect_refused v4:connect_refused"), line
+
+
+# ---------------------------------------------------------------- audit_stapling.yml
+
+
+def test_audit_reports_drift_in_check_mode_and_passes_once_the_role_ran(fleet, operator):
+    before = fleet_state(fleet)
+
+    drift = operator.run("audit_stapling")
+
+    assert drift.returncode != 0, drift.output
+    rows = assert_report_consistent(drift, "audit_stapling")
+    for name in HOST_NAMES:
+        assert rows[name]["status"] == "drift", rows[name]
+        assert "server-wide settings differ" in rows[name]["message"], rows[name]
+        assert_untouched(fleet, name, before[name])  # check mode: no byte, no reload
+    assert "Stapling drift on: web1, web2, web3" in drift.output
+
+    applied = operator.run("enable_stapling")
+    assert applied.returncode == 0, applied.output
+    settled = fleet_state(fleet)
+
+    audit = operator.run("audit_stapling")
+
+    assert audit.returncode == 0, audit.output
+    rows = assert_report_consistent(audit, "audit_stapling")
+    for name, host in ((name, fleet.host(name)) for name in HOST_NAMES):
+        assert rows[name]["status"] == "in_line", rows[name]
+        assert (rows[name]["message"], rows[name]["files"], rows[name]["vhosts_changed"]) == ("as desired", [], [])
+        assert names_of(rows[name]["vhosts_stapling"]) == server_names(host), rows[name]
+        assert_untouched(fleet, name, settled[name])
+    assert audit.report["hosts_needing_attention"] == []
+
+
+# ---------------------------------------------------------------- auto_stapling.yml
+
+
+def test_auto_stops_stapling_for_a_dead_responder_except_must_staple_and_staples_again_when_it_is_back(fleet, operator):
+    hosts = {name: fleet.host(name) for name in HOST_NAMES}
+    beta_netloc = operator.responder_netloc("beta")
+    operator.fault("beta", "down")
+    before = fleet_state(fleet)
+
+    down = operator.run("auto_stapling")
+
+    assert down.returncode != 0, down.output
+    rows = assert_report_consistent(down, "auto_stapling")
+    for name in ("web1", "web2"):
+        beta = stapling_names(hosts[name], ca="beta")
+        assert rows[name]["status"] == "changed", rows[name]
+        assert names_of(rows[name]["vhosts_changed"]) == beta, rows[name]
+        assert rows[name]["unhealthy_responders"] == [beta_netloc], rows[name]
+        assert_reloaded(fleet, name, before[name])
+        assert_clients_see(fleet, name, expected_staples(hosts[name], switched_off=beta))
+    assert rows["web3"]["status"] == "failed", rows["web3"]
+    assert "secure-beta.web3.lab.test" in rows["web3"]["message"], rows["web3"]
+    assert "Must-Staple" in rows["web3"]["message"], rows["web3"]
+    assert down.report["hosts_needing_attention"] == ["web3"]
+    assert_untouched(fleet, "web3", before["web3"])
+
+    operator.fault("beta", "ok")
+    back = operator.run("auto_stapling")
+
+    assert back.returncode == 0, back.output
+    rows = assert_report_consistent(back, "auto_stapling")
+    # web3's refused run had put its settings file back; this first good run writes it, no vhost changes
+    assert {name: row["status"] for name, row in rows.items()} == {
+        "web1": "changed", "web2": "changed", "web3": "changed"}, rows
+    assert rows["web3"]["vhosts_changed"] == [], rows["web3"]
+    for name, host in hosts.items():
+        assert rows[name]["unhealthy_responders"] == [], rows[name]
+        assert_clients_see(fleet, name, expected_staples(host))
+    settled = fleet_state(fleet)
+
+    again = operator.run("auto_stapling")
+
+    assert again.returncode == 0, again.output
+    assert_report_consistent(again, "auto_stapling")
+    assert again.report["counts"] == {"unchanged": len(HOST_NAMES)}, again.report
+    for name in HOST_NAMES:
+        assert_untouched(fleet, name, settled[name])
+
+
+# ---------------------------------------------------------------- the role's CA bundle
+
+# Inside the ServerRoot, so that the snapshots see it and the lab's reset removes it; templated per host by Ansible.
+BUNDLE_PATH_ON_THE_HOST = "{{ stapling_apache_server_root }}/fleet-stapling-ca-bundle.pem"
+
+
+def test_ca_bundle_from_der_and_pem_files_is_deployed_without_duplicates_and_stapling_keeps_working(fleet, operator):
+    pki = fleet.lab.dir / "pki"
+    sources = sorted(str(path) for path in (pki / "alpha" / "bundle-der").glob("*.der"))
+    sources += [str(pki / "beta" / "bundle.pem")] * 2  # the second copy adds nothing
+    expected_subjects = {
+        x509.load_der_x509_certificate(Path(path).read_bytes()).subject for path in sources if path.endswith(".der")
+    } | {certificate.subject for certificate in x509.load_pem_x509_certificates((pki / "beta" / "bundle.pem").read_bytes())}
+    assert len(expected_subjects) == 4
+
+    run = operator.run("enable_stapling", stapling_ca_bundle_sources=sources,
+                       stapling_ca_bundle_path=BUNDLE_PATH_ON_THE_HOST)
+
+    assert run.returncode == 0, run.output
+    rows = assert_report_consistent(run, "enable_stapling")
+    for name, host in ((name, fleet.host(name)) for name in HOST_NAMES):
+        assert rows[name]["status"] != "failed", rows[name]
+        bundle = Path(host["server_root"]) / "fleet-stapling-ca-bundle.pem"
+        certificates = x509.load_pem_x509_certificates(bundle.read_bytes())
+        assert len(certificates) == 4, [c.subject.rfc4514_string() for c in certificates]
+        assert {certificate.subject for certificate in certificates} == expected_subjects
+        entries = server_root_entries(Path(host["server_root"]))
+        pointing = [path for path, entry in entries.items()
+                    if entry[0] == "file" and f"SSLCACertificateFile {bundle}".encode() in entry[1]]
+        assert pointing, f"{name}: no config file names the bundle"
+        configtest = fleet.configtest(name)
+        assert configtest.returncode == 0, configtest.stderr
+        assert_clients_see(fleet, name, expected_staples(host))
+
+
+def test_ca_bundle_without_the_issuer_of_a_leaf_only_vhost_is_refused_naming_it_and_nothing_is_deployed(
+        fleet, operator):
+    host = fleet.host("web2")
+    site = Path(host["server_root"]) / "conf.d" / "www-beta.web2.lab.test.conf"
+    leaf_only = re.sub(rb"(?m)^[ \t]*SSLCertificateChainFile[ \t].*\n", b"", site.read_bytes())
+    assert leaf_only != site.read_bytes()
+    site.write_bytes(leaf_only)  # www-beta's chain now lacks its issuer, beta's intermediate
+    before = host_state(fleet, "web2")
+
+    run = operator.run("enable_stapling", stapling_target_hosts="web2",
+                       stapling_ca_bundle_sources=[str(fleet.lab.dir / "pki" / "alpha" / "bundle.pem")],
+                       stapling_ca_bundle_path=BUNDLE_PATH_ON_THE_HOST)
+
+    assert run.returncode != 0, run.output
+    failures = [line for line in run.output.splitlines() if line.startswith("fatal: [web2]")]
+    assert any("www-beta.web2.lab.test" in line and "no issuer" in line for line in failures), run.output
+    assert_untouched(fleet, "web2", before)
