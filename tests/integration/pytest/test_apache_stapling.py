@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import pytest
+from server_root import snapshot
 
 HOSTS = ("web1", "web2", "web3")
 MUST_STAPLE_HOSTS = ("web1", "web3")  # secure-alpha on web1 (CA alpha), secure-beta on web3 (CA beta)
@@ -30,25 +31,6 @@ WWW_ALPHA_STAPLING_FILE = {
 
 
 # ---------------------------------------------------------------- files
-
-
-def snapshot(server_root: Path) -> dict[str, tuple]:
-    """Every entry of a ServerRoot but Apache's logs and run dirs: ("file", bytes, mode), ("link", target), ("dir",)."""
-    entries = {}
-    for directory, dirs, files in os.walk(server_root):
-        here = Path(directory)
-        if here == server_root:
-            dirs[:] = [d for d in dirs if d not in ("logs", "run")]
-        for name in dirs + files:
-            path = here / name
-            relative = str(path.relative_to(server_root))
-            if path.is_symlink():
-                entries[relative] = ("link", os.readlink(path))
-            elif path.is_dir():
-                entries[relative] = ("dir",)
-            else:
-                entries[relative] = ("file", path.read_bytes(), path.stat().st_mode)
-    return entries
 
 
 def changed_entries(before: dict, after: dict) -> set[str]:

@@ -15,7 +15,6 @@ secure-beta (Must-Staple).
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -27,6 +26,7 @@ import pytest
 from cryptography import x509
 
 from conftest import HOST_NAMES, REPO_ROOT, error_log_reloads, master_alive, staple_status
+from server_root import snapshot
 
 PLAYBOOKS = REPO_ROOT / "playbooks"
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
@@ -148,25 +148,6 @@ class HostState:
     reloads: int
 
 
-def server_root_entries(server_root: Path) -> dict[str, tuple]:
-    """Every entry of a ServerRoot but Apache's logs and run dirs: ("file", bytes, mode), ("link", target), ("dir",)."""
-    entries = {}
-    for directory, dirs, files in os.walk(server_root):
-        here = Path(directory)
-        if here == server_root:
-            dirs[:] = [d for d in dirs if d not in ("logs", "run")]
-        for name in dirs + files:
-            path = here / name
-            relative = str(path.relative_to(server_root))
-            if path.is_symlink():
-                entries[relative] = ("link", os.readlink(path))
-            elif path.is_dir():
-                entries[relative] = ("dir",)
-            else:
-                entries[relative] = ("file", path.read_bytes(), path.stat().st_mode)
-    return entries
-
-
 def master_pid(host: dict) -> int | None:
     try:
         return int(Path(host["pid_file"]).read_text().strip())
@@ -176,7 +157,7 @@ def master_pid(host: dict) -> int | None:
 
 def host_state(fleet, name: str) -> HostState:
     host = fleet.host(name)
-    return HostState(server_root_entries(Path(host["server_root"])), master_pid(host), error_log_reloads(host))
+    return HostState(snapshot(Path(host["server_root"])), master_pid(host), error_log_reloads(host))
 
 
 def fleet_state(fleet) -> dict[str, HostState]:
@@ -449,7 +430,7 @@ def test_enable_on_a_pristine_host_reports_the_settings_it_wrote_and_reloaded_as
     run = operator.run("enable_stapling", stapling_target_hosts="web2")
 
     assert run.returncode == 0, run.output
-    assert "conf.d/fleet-stapling.conf" in server_root_entries(Path(fleet.host("web2")["server_root"]))
+    assert "conf.d/fleet-stapling.conf" in snapshot(Path(fleet.host("web2")["server_root"]))
     assert_reloaded(fleet, "web2", before)
     rows = assert_report_consistent(run, "enable_stapling", hosts=("web2",))
     assert rows["web2"]["status"] == "changed", rows["web2"]
@@ -594,7 +575,7 @@ def test_ca_bundle_from_der_and_pem_files_is_deployed_without_duplicates_and_sta
         certificates = x509.load_pem_x509_certificates(bundle.read_bytes())
         assert len(certificates) == 4, [c.subject.rfc4514_string() for c in certificates]
         assert {certificate.subject for certificate in certificates} == expected_subjects
-        entries = server_root_entries(Path(host["server_root"]))
+        entries = snapshot(Path(host["server_root"]))
         pointing = [path for path, entry in entries.items()
                     if entry[0] == "file" and f"SSLCACertificateFile {bundle}".encode() in entry[1]]
         assert pointing, f"{name}: no config file names the bundle"

@@ -7,27 +7,19 @@ every file it changed, start Apache with the previous configuration and fail the
 
 from __future__ import annotations
 
-import hashlib
-import os
 import shlex
 from pathlib import Path
 
 import pytest
 from playbook_runs import run_playbook
+from server_root import snapshot
 
 PLAYBOOK = Path(__file__).resolve().parent / "playbooks" / "stapling_role.yml"
 
 
-def config_digest(server_root: Path) -> dict[str, str]:
-    """Every config file's digest, leaving out Apache's runtime directories and the role's backup copies."""
-    digests = {}
-    for directory, dirs, files in os.walk(server_root):
-        dirs[:] = [d for d in dirs if Path(directory, d) not in (server_root / "logs", server_root / "run")]
-        for name in files:
-            if not name.endswith("~"):
-                path = Path(directory, name)
-                digests[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return digests
+def config_files(server_root: Path) -> dict[str, tuple]:
+    """The ServerRoot's entries, leaving out the backup copies the role may keep after a failure."""
+    return {path: entry for path, entry in snapshot(server_root).items() if not path.endswith("~")}
 
 
 def write_killing_reload(directory: Path, pid_file: str) -> Path:
@@ -41,7 +33,7 @@ def write_killing_reload(directory: Path, pid_file: str) -> Path:
 @pytest.mark.parametrize("host_name", ["web2"])
 def test_reload_that_kills_apache_is_undone_and_fails_loudly(fleet, host, tmp_path):
     server_root = Path(host["server_root"])
-    before = config_digest(server_root)
+    before = config_files(server_root)
     old_master = int(Path(host["pid_file"]).read_text())
     reload_script = write_killing_reload(tmp_path, host["pid_file"])
     extra_vars = {
@@ -54,7 +46,7 @@ def test_reload_that_kills_apache_is_undone_and_fails_loudly(fleet, host, tmp_pa
 
     assert completed.returncode != 0, output
     assert "Apache did not survive the reload" in output and "previous configuration was restored" in output
-    assert config_digest(server_root) == before, "a config file differs from before the run"
+    assert config_files(server_root) == before, "a config file differs from before the run"
     new_master = int(Path(host["pid_file"]).read_text())
     assert new_master != old_master  # started again
     # the previous configuration staples, as before the run
