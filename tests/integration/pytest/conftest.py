@@ -157,6 +157,17 @@ class LabFleet:
         self.lab.reset_host(name)
 
 
+def expected_staples(host: dict, switched_off: set[str] = frozenset()) -> dict[str, str | None]:
+    """The cert status s_client should see per vhost; None where no staple is sent."""
+    expected = {}
+    for vhost in host["vhosts"]:
+        if vhost["server_name"] in switched_off or vhost["kind"] == "no-ocsp-url":
+            expected[vhost["server_name"]] = None
+        else:
+            expected[vhost["server_name"]] = "revoked" if vhost["kind"] == "revoked" else "good"
+    return expected
+
+
 def staple_status(check: StapleCheck) -> str | None:
     """'good', 'revoked', ... when a staple was sent and the handshake worked; None without a staple."""
     if not check.handshake_ok:

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import expected_staples
 from server_root import snapshot
 
 HOSTS = ("web1", "web2", "web3")
@@ -116,17 +117,6 @@ def write_failing_ctl(directory: Path, host: dict, message: str) -> Path:
 
 
 # ---------------------------------------------------------------- what clients see
-
-
-def expected_staples(host: dict, switched_off: set[str] = frozenset()) -> dict[str, str | None]:
-    """The cert status s_client should see per vhost; None where no staple is sent."""
-    expected = {}
-    for vhost in host["vhosts"]:
-        if vhost["server_name"] in switched_off or vhost["kind"] == "no-ocsp-url":
-            expected[vhost["server_name"]] = None
-        else:
-            expected[vhost["server_name"]] = "revoked" if vhost["kind"] == "revoked" else "good"
-    return expected
 
 
 def assert_clients_see(fleet, name: str, expected: dict[str, str | None]) -> None:

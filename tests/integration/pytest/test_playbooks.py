@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from conftest import HOST_NAMES, REPO_ROOT, error_log_reloads, master_alive, staple_status
+from conftest import HOST_NAMES, REPO_ROOT, error_log_reloads, expected_staples, master_alive, staple_status
 from server_root import snapshot
 
 PLAYBOOKS = REPO_ROOT / "playbooks"
@@ -193,17 +193,6 @@ def stapling_names(host: dict, **conditions) -> set[str]:
 
 
 # ---------------------------------------------------------------- what clients see
-
-
-def expected_staples(host: dict, switched_off: set[str] = frozenset()) -> dict[str, str | None]:
-    """The cert status s_client should see per vhost; None where no staple is sent."""
-    expected = {}
-    for vhost in host["vhosts"]:
-        if vhost["server_name"] in switched_off or vhost["kind"] == "no-ocsp-url":
-            expected[vhost["server_name"]] = None
-        else:
-            expected[vhost["server_name"]] = "revoked" if vhost["kind"] == "revoked" else "good"
-    return expected
 
 
 def assert_clients_see(fleet, name: str, expected: dict[str, str | None]) -> None:
