@@ -7,6 +7,7 @@ notice (no master, no TLS), restore every file it changed, start Apache with the
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,24 @@ def test_reload_that_kills_apache_is_undone_and_fails_loudly(fleet, host):
     assert int(Path(host["pid_file"]).read_text()) != old_master  # started again
     www_alpha = f"www-alpha.{host['name']}.lab.test"
     assert fleet.staples_until(host["name"], {www_alpha: "good"})[www_alpha].cert_status == "good"
+
+
+@pytest.mark.parametrize("host_name", ["web3"])
+def test_cpanel_host_reloads_through_cpanels_own_restart_script_when_it_is_there(fleet, host, tmp_path):
+    # stands in for /scripts/restartsrv_httpd: notes the call, then reloads this lab host
+    calls = tmp_path / "calls"
+    script = tmp_path / "restartsrv_httpd"
+    script.write_text("#!/bin/sh\necho restart >> %s\nexec %s\n" % (shlex.quote(str(calls)), host["reload"]))
+    script.chmod(0o755)
+
+    completed = run_playbook(fleet, str(PLAYBOOK), [host["name"]], {
+        "stapling_state": "disabled",
+        "stapling_force": True,
+        "stapling_apache_reload_command": "",  # no reload command given: the layout decides
+        "stapling_cpanel_restart_script": str(script),
+    })
+
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-2000:]
+    assert calls.read_text().splitlines() == ["restart"]
+    seen = fleet.staples_until(host["name"], {v["server_name"]: None for v in host["vhosts"]})
+    assert not any(check.stapled for check in seen.values())
