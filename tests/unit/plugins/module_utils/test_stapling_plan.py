@@ -251,3 +251,11 @@ def test_server_file_receives_new_server_scope_directives(tree):
     assert sorted(rendered) == [str(target)]
     assert rendered[str(target)][1].splitlines()[1:] == [
         b"SSLUseStapling on", b"SSLStaplingCache shmcb:/run/httpd/ssl_stapling(128000)"]
+
+
+def test_enabling_leaves_a_stapling_mod_md_setup_alone(tree):
+    with_mod_md(tree, "MDStapling on\n<MDomain blog.test>\n  MDStapling on\n</MDomain>\n")
+    (tree / "conf.d" / "ssl.conf").write_text("SSLStaplingCache shmcb:/run/s(128000)\nSSLUseStapling off\n")
+    plan, rendered = plan_for(tree, state="enabled")
+    assert str(tree / "httpd.conf") not in rendered  # no MD line touched
+    assert plan.vhost_changes == []  # mod_md already staples every vhost
