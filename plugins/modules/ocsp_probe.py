@@ -43,7 +43,6 @@ attributes:
     support: full
     description: Probing changes nothing on the host. The answers reflect the responders at that moment.
 requirements:
-  - cryptography >= 3.3 on the managed host
   - pyOpenSSL on the managed host, only for O(stapled=true)
 options:
   certificates:
