@@ -5,26 +5,60 @@
 
 """What a certificate says about stapling: its OCSP URL, its issuer, its expiry and OCSP Must-Staple.
 
-All parsing is done by ``cryptography``; when it is missing, ``HAS_CRYPTOGRAPHY`` is False and modules
-report it with ``missing_required_lib``.
+All parsing is done by ``cryptography``. Modules run on the managed host with whatever cryptography its
+distribution ships, so the floor is old (``CRYPTOGRAPHY_FLOOR``, Ubuntu 22.04's) and newer APIs are used
+only when present, with a fallback that gives the same answer. ``cryptography_problem()`` says why the
+host's library cannot be used (missing, or older than the floor), for the modules to report.
 """
 
 from __future__ import annotations
 
 import datetime
 import re
+import sys
 import traceback
 
 try:
+    import cryptography
     from cryptography import x509
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID
+    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa
+    from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID, SignatureAlgorithmOID
 except ImportError:  # pragma: no cover - reported by the modules
     HAS_CRYPTOGRAPHY = False
     CRYPTOGRAPHY_IMPORT_ERROR = traceback.format_exc()
 else:
     HAS_CRYPTOGRAPHY = True
     CRYPTOGRAPHY_IMPORT_ERROR = None
+
+# The oldest cryptography the modules are tested with (tests/tools/compat.sh): Ubuntu 22.04 ships it.
+CRYPTOGRAPHY_FLOOR = "3.4.8"
+
+
+def _release(version):
+    """(3, 4, 8) from "3.4.8", "38.0.4" or "42.0.0rc1": the leading numbers only."""
+    numbers = []
+    for part in version.split("."):
+        digits = re.match(r"\d+", part)
+        if digits is None:
+            break
+        numbers.append(int(digits.group()))
+    return tuple(numbers)
+
+
+def cryptography_problem(found=None):
+    """Why the modules cannot use this Python's cryptography (missing, too old), or None when they can."""
+    if found is None:
+        if not HAS_CRYPTOGRAPHY:
+            return ("the Python library cryptography (>= %s) is not installed for %s on the managed host; install "
+                    "the distribution's python3-cryptography or point ansible_python_interpreter at a Python "
+                    "that has it" % (CRYPTOGRAPHY_FLOOR, sys.executable))
+        found = cryptography.__version__
+    if _release(found) < _release(CRYPTOGRAPHY_FLOOR):
+        return ("cryptography %s is too old: fleet.stapling needs cryptography >= %s on the managed host (found "
+                "for %s); upgrade the distribution's python3-cryptography or point ansible_python_interpreter "
+                "at a Python with a newer one" % (found, CRYPTOGRAPHY_FLOOR, sys.executable))
+    return None
 
 _PEM_BLOCK = re.compile(b"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
 
@@ -81,16 +115,64 @@ def not_after(certificate):
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def verify_signature(public_key, signature, data, hash_algorithm, signature_oid=None):
+    """Check ``signature`` over ``data`` with ``public_key``; raises InvalidSignature when it does not verify.
+
+    RSA (PKCS#1 v1.5, or PSS when ``signature_oid`` says so), ECDSA, DSA, Ed25519 and Ed448. Raises
+    TypeError, ValueError or UnsupportedAlgorithm for a key or algorithm it cannot use.
+    """
+    if isinstance(public_key, rsa.RSAPublicKey):
+        if signature_oid == SignatureAlgorithmOID.RSASSA_PSS:
+            _verify_rsa_pss(public_key, signature, data, hash_algorithm)
+        else:
+            public_key.verify(signature, data, padding.PKCS1v15(), hash_algorithm)
+    elif isinstance(public_key, ec.EllipticCurvePublicKey):
+        public_key.verify(signature, data, ec.ECDSA(hash_algorithm))
+    elif isinstance(public_key, dsa.DSAPublicKey):
+        public_key.verify(signature, data, hash_algorithm)
+    else:  # Ed25519 and Ed448 sign the data itself
+        public_key.verify(signature, data)
+
+
+def _verify_rsa_pss(public_key, signature, data, hash_algorithm):
+    auto = getattr(padding.PSS, "AUTO", None)  # cryptography >= 37 reads the salt length from the signature
+    if auto is not None:
+        salt_lengths = [auto]
+    else:
+        # Older releases need the salt length. CAs use the digest length (RFC 4055's recommendation);
+        # the longest possible salt is the other value signers choose.
+        salt_lengths = [hash_algorithm.digest_size, padding.PSS.MAX_LENGTH]
+    for salt_length in salt_lengths[:-1]:
+        try:
+            public_key.verify(signature, data, padding.PSS(mgf=padding.MGF1(hash_algorithm),
+                                                            salt_length=salt_length), hash_algorithm)
+            return
+        except InvalidSignature:
+            continue
+    public_key.verify(signature, data, padding.PSS(mgf=padding.MGF1(hash_algorithm),
+                                                    salt_length=salt_lengths[-1]), hash_algorithm)
+
+
+def is_issued_by(certificate, issuer):
+    """True when ``issuer`` names and signed ``certificate`` (its key verifies the signature)."""
+    if certificate.issuer != issuer.subject:
+        return False
+    try:
+        if hasattr(certificate, "verify_directly_issued_by"):  # cryptography >= 40
+            certificate.verify_directly_issued_by(issuer)
+        else:
+            verify_signature(issuer.public_key(), certificate.signature, certificate.tbs_certificate_bytes,
+                             certificate.signature_hash_algorithm, certificate.signature_algorithm_oid)
+    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
+        return False
+    return True
+
+
 def find_issuer(certificate, candidates):
     """The candidate that issued ``certificate`` (name match and a signature that verifies), or None."""
     for candidate in candidates:
-        if candidate.subject != certificate.issuer:
-            continue
-        try:
-            certificate.verify_directly_issued_by(candidate)
-        except (InvalidSignature, ValueError, TypeError):
-            continue
-        return candidate
+        if is_issued_by(certificate, candidate):
+            return candidate
     return None
 
 

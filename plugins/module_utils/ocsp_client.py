@@ -35,9 +35,8 @@ try:
     from cryptography import x509
     from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
     from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa
     from cryptography.x509 import ocsp
-    from cryptography.x509.oid import ExtendedKeyUsageOID, SignatureAlgorithmOID
+    from cryptography.x509.oid import ExtendedKeyUsageOID
 except ImportError:  # pragma: no cover - reported by the module through certificates.HAS_CRYPTOGRAPHY
     HAS_CRYPTOGRAPHY = False
     CRYPTOGRAPHY_IMPORT_ERROR = traceback.format_exc()
@@ -45,6 +44,7 @@ else:
     HAS_CRYPTOGRAPHY = True
     CRYPTOGRAPHY_IMPORT_ERROR = None
 
+from ansible_collections.fleet.stapling.plugins.module_utils import certificates
 from ansible_collections.fleet.stapling.plugins.module_utils.ocsp_verdict import format_time
 
 FAMILIES = {"4": socket.AF_INET, "6": socket.AF_INET6}
@@ -430,22 +430,6 @@ def _key_hash(certificate):
     return x509.SubjectKeyIdentifier.from_public_key(certificate.public_key()).digest
 
 
-def verify_signature(public_key, signature, data, hash_algorithm, signature_oid=None):
-    """Raises InvalidSignature (or TypeError/UnsupportedAlgorithm for a key it cannot use)."""
-    if isinstance(public_key, rsa.RSAPublicKey):
-        if signature_oid == SignatureAlgorithmOID.RSASSA_PSS:
-            scheme = padding.PSS(mgf=padding.MGF1(hash_algorithm), salt_length=padding.PSS.AUTO)
-        else:
-            scheme = padding.PKCS1v15()
-        public_key.verify(signature, data, scheme, hash_algorithm)
-    elif isinstance(public_key, ec.EllipticCurvePublicKey):
-        public_key.verify(signature, data, ec.ECDSA(hash_algorithm))
-    elif isinstance(public_key, dsa.DSAPublicKey):
-        public_key.verify(signature, data, hash_algorithm)
-    else:  # Ed25519 and Ed448 sign the data itself
-        public_key.verify(signature, data)
-
-
 def find_signer(response, issuer):
     """The certificate the ResponderID names: the issuer, or one of the certificates in the response."""
     candidates = [issuer] + list(response.certificates)
@@ -477,7 +461,7 @@ def check_signature(response, issuer, now):
         if problem:
             return False, "unauthorized", subject, "signed by %s, %s" % (subject, problem)
     try:
-        verify_signature(signer.public_key(), response.signature, response.tbs_response_bytes,
+        certificates.verify_signature(signer.public_key(), response.signature, response.tbs_response_bytes,
                          response.signature_hash_algorithm, response.signature_algorithm_oid)
     except InvalidSignature:
         return False, kind, subject, "the signature by %s does not verify" % subject
@@ -490,9 +474,7 @@ def _delegation_problem(signer, issuer, now):
     """Why a delegated responder certificate may not sign for ``issuer`` (RFC 6960 4.2.2.2), or None."""
     if signer.issuer != issuer.subject:
         return "which the issuer did not certify (it was issued by %s)" % signer.issuer.rfc4514_string()
-    try:
-        signer.verify_directly_issued_by(issuer)
-    except (InvalidSignature, ValueError, TypeError):
+    if not certificates.is_issued_by(signer, issuer):
         return "whose certificate does not verify against the issuer's key"
     try:
         usages = signer.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value

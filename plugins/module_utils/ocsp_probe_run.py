@@ -486,7 +486,10 @@ class Runner(object):
                     self._collect(pool, pending, task)
         finally:
             # Threads still running stop by their own socket timeouts; the report does not wait for them.
-            pool.shutdown(wait=False, cancel_futures=True)
+            # Work not started yet is cancelled one by one: shutdown(cancel_futures=) needs Python 3.9.
+            for task in pending:
+                task.cancel()
+            pool.shutdown(wait=False)
         for kind, subject, detail in pending.values():
             self._mark_late(kind, subject, detail)
         return self.report(round(time.monotonic() - started, 3))

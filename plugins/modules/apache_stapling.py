@@ -204,7 +204,7 @@ apache_version:
   sample: 2.4.62
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleet.stapling.plugins.module_utils import certificates
 from ansible_collections.fleet.stapling.plugins.module_utils.stapling_change import (
@@ -241,8 +241,9 @@ def main():
         ),
         supports_check_mode=True,
     )
-    if not certificates.HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib("cryptography"), exception=certificates.CRYPTOGRAPHY_IMPORT_ERROR)
+    cryptography_problem = certificates.cryptography_problem()
+    if cryptography_problem:
+        module.fail_json(msg=cryptography_problem, exception=certificates.CRYPTOGRAPHY_IMPORT_ERROR)
 
     run = module_runner(module)
     try:

@@ -234,7 +234,7 @@ missing_includes:
   sample: [/etc/apache2/conf-enabled/*.conf]
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleet.stapling.plugins.module_utils import certificates, stapling_facts
 from ansible_collections.fleet.stapling.plugins.module_utils.apache_host import (
@@ -250,8 +250,9 @@ def main():
         argument_spec=dict(**INSTANCE_ARGUMENT_SPEC),
         supports_check_mode=True,
     )
-    if not certificates.HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib("cryptography"), exception=certificates.CRYPTOGRAPHY_IMPORT_ERROR)
+    cryptography_problem = certificates.cryptography_problem()
+    if cryptography_problem:
+        module.fail_json(msg=cryptography_problem, exception=certificates.CRYPTOGRAPHY_IMPORT_ERROR)
     try:
         host = discover_from_params(module_runner(module), module.params)
         config = host.parse()

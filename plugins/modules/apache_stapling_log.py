@@ -553,7 +553,7 @@ def main():
     )
     try:
         result = stapling_log.diagnose(module.params, module_runner(module), datetime.datetime.now(),
-                                       read_certificates=certificates.HAS_CRYPTOGRAPHY)
+                                       read_certificates=certificates.cryptography_problem() is None)
     except LOG_ERRORS as exc:
         module.fail_json(msg=str(exc))
     for warning in result.pop("warnings"):

@@ -780,8 +780,9 @@ def gather(module, params, ca_bundle_certs):
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = module.params
-    if not certificates.HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib("cryptography"), exception=certificates.CRYPTOGRAPHY_IMPORT_ERROR)
+    cryptography_problem = certificates.cryptography_problem()
+    if cryptography_problem:
+        module.fail_json(msg=cryptography_problem, exception=certificates.CRYPTOGRAPHY_IMPORT_ERROR)
     if params["stapled"] and not HAS_PYOPENSSL:
         module.fail_json(msg=missing_required_lib("pyOpenSSL", reason="for stapled: true"),
                          exception=PYOPENSSL_IMPORT_ERROR)

@@ -66,7 +66,8 @@ def _run(lab: Lab, args: argparse.Namespace) -> int:
             print(json.dumps(report, indent=2))
         else:
             _print_status(report)
-        healthy = all(r["running"] for r in report["responders"]) and all(h["answers"] for h in report["hosts"])
+        healthy = (all(r["running"] for r in report["responders"]) and all(h["answers"] for h in report["hosts"])
+                   and report["ssh"]["running"])
         return 0 if healthy else 3
     elif args.command == "staples":
         seen = lab.staples()
@@ -105,6 +106,9 @@ def _print_staples(seen: list[dict]) -> None:
 
 def _print_status(report: dict) -> None:
     print(f"lab in {report['dir']}")
+    ssh = report["ssh"]
+    state = "running" if ssh["running"] else "STOPPED"
+    print(f"  sshd {'':<16} {ssh['user']}@127.0.0.1:{ssh['port']:<11} {state}")
     for item in report["responders"]:
         state = "running" if item["running"] else "STOPPED"
         print(f"  responder {item['ca']:<6} {item['url']:<28} {state:<8} mode={item['mode']}")

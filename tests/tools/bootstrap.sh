@@ -2,7 +2,11 @@
 # Prepare this machine for `make test`. Safe to run again: each step checks
 # first and does nothing when it is already done.
 #
-#  1. Debian packages the lab and the tests need (root only; apt-get).
+#  1. Debian packages the lab and the tests need (root only; apt-get). The lab
+#     reaches its hosts over SSH and runs the modules with the system python3
+#     and Debian's python3-cryptography, as a real Debian 12 host would; we
+#     never install pyOpenSSL into that Python (the lab hides Debian's if some
+#     other package pulled it in).
 #  2. The test virtualenv .venv/ with the pins from tests/requirements-test.txt,
 #     reinstalled only when that file changes.
 #  3. An offline stand-in for the get-pip script that ansible-test sanity
@@ -16,7 +20,8 @@ REQUIREMENTS="$REPO_ROOT/tests/requirements-test.txt"
 REQUIREMENTS_STAMP="$VENV/.requirements-test.sha256"
 # Written once the libssl3 upgrade below has been done for this checkout.
 SYSTEM_STAMP="$VENV/.system-packages-done"
-DEBIAN_PACKAGES=(apache2 openssl ssl-cert python3 python3-venv shellcheck)
+DEBIAN_PACKAGES=(apache2 openssl ssl-cert python3 python3-venv python3-cryptography
+                 openssh-server shellcheck)
 
 missing_system_tools() {
     local missing=()
@@ -28,6 +33,8 @@ missing_system_tools() {
     elif ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then
         missing+=(python3-venv)
     fi
+    /usr/bin/python3 -c 'import cryptography' 2>/dev/null || missing+=(python3-cryptography)
+    [[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
     command -v shellcheck >/dev/null || missing+=(shellcheck)
     printf '%s\n' "${missing[@]}"
 }
@@ -38,6 +45,15 @@ stop_system_apache() {
     if [[ -f /var/run/apache2/apache2.pid ]]; then
         say "stopping the system apache2 instance started by the package"
         apache2ctl stop >/dev/null 2>&1 || true
+    fi
+}
+
+# The package starts the system sshd on port 22; the lab starts its own on
+# loopback and leaves the machine's remote access as it found it otherwise.
+stop_system_sshd() {
+    if [[ -f /run/sshd.pid && -z "${SSH_CONNECTION:-}" ]]; then
+        say "stopping the system sshd started by the package"
+        kill "$(cat /run/sshd.pid)" 2>/dev/null || true
     fi
 }
 
@@ -62,6 +78,7 @@ install_system_packages() {
         say "installing Debian packages: ${DEBIAN_PACKAGES[*]}"
         apt-get install -y -qq --no-install-recommends "${DEBIAN_PACKAGES[@]}"
         stop_system_apache
+        stop_system_sshd
     fi
     # Debian's apache2 is built against a newer OpenSSL than an older libssl3
     # provides and logs AH01882 at every start until libssl3 is upgraded.

@@ -6,10 +6,10 @@
 # Each directory is run by its own pytest so that their conftest files and
 # test module names cannot collide. Extra arguments go to every pytest run.
 # ANSIBLE_COLLECTIONS_PATH points at this working tree as fleet.stapling, so
-# ansible-playbook / ansible calls made by the tests find the collection, and
-# modules run on the lab (localhost) with the venv's Python unless the
-# inventory says otherwise: interpreter discovery can pick a python3.X shim
-# that does not work (pyenv) or lacks cryptography.
+# ansible-playbook / ansible calls made by the tests find the collection. The
+# lab's inventory reaches every lab host over SSH, and the modules run there
+# under the interpreter that discovery finds: the system Python with its
+# distribution's cryptography, as on a real host (tests/lab/fleetlab/sshd.py).
 set -euo pipefail
 # shellcheck source=tests/tools/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -24,7 +24,7 @@ trap 'rm -rf "$collections_root"' EXIT
 mkdir -p "$collections_root/ansible_collections/$COLLECTION_NAMESPACE"
 ln -s "$REPO_ROOT" "$collections_root/ansible_collections/$COLLECTION_NAMESPACE/$COLLECTION_NAME"
 export ANSIBLE_COLLECTIONS_PATH="$collections_root"
-export ANSIBLE_PYTHON_INTERPRETER="${ANSIBLE_PYTHON_INTERPRETER:-$PY}"
+unset ANSIBLE_PYTHON_INTERPRETER
 
 ran=0
 failed=()

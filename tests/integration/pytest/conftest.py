@@ -68,8 +68,9 @@ class LabFleet:
         self.lab = lab
         self.scratch = scratch
         self.env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path(scratch), ANSIBLE_NOCOLOR="1",
-                        ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_LOCAL_TEMP=str(scratch / "ansible-tmp"),
-                        ANSIBLE_PYTHON_INTERPRETER=os.environ.get("ANSIBLE_PYTHON_INTERPRETER", sys.executable))
+                        ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_LOCAL_TEMP=str(scratch / "ansible-tmp"))
+        # The lab's inventory says how each host is reached and which Python runs there; nothing overrides it.
+        self.env.pop("ANSIBLE_PYTHON_INTERPRETER", None)
         self.runs = 0
 
     def host(self, name: str) -> dict:

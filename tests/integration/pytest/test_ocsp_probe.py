@@ -76,8 +76,8 @@ class OcspLab:
         # The lab is on loopback: a proxy from the environment of the machine running the tests must not interfere.
         environ = {key: value for key, value in os.environ.items() if key.lower() != "http_proxy"}
         self.env = dict(environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_ROOT, ANSIBLE_NOCOLOR="1",
-                        ANSIBLE_LOCAL_TEMP=str(scratch / "ansible-tmp"), ANSIBLE_RETRY_FILES_ENABLED="0",
-                        ANSIBLE_PYTHON_INTERPRETER=os.environ.get("ANSIBLE_PYTHON_INTERPRETER", sys.executable))
+                        ANSIBLE_LOCAL_TEMP=str(scratch / "ansible-tmp"), ANSIBLE_RETRY_FILES_ENABLED="0")
+        self.env.pop("ANSIBLE_PYTHON_INTERPRETER", None)  # the lab inventory's discovery decides
         alpha = pki.load_ca(self.pki, "alpha")
         # CA alpha signed it, but its responder has never heard of it.
         self.unknown_leaf = pki.issue_leaf(alpha, "ghost-alpha", ["ghost.alpha.lab.test"], "unknown")
@@ -99,13 +99,10 @@ class OcspLab:
         settings.setdefault("environ", {})  # no proxy from the environment unless a test gives one
         return ocsp_probe_run.run(items, Settings(**settings), targets, ca_bundle_certs=bundle_certs)
 
-    def module(self, args: dict, host: str = "localhost", check: bool = False) -> tuple[bool, dict]:
-        """``ansible HOST -m fleet.stapling.ocsp_probe -a JSON``: (succeeded, the module's result)."""
-        command = [str(ANSIBLE), host, "-m", "fleet.stapling.ocsp_probe", "-a", json.dumps(args)]
-        if host == "localhost":
-            command += ["-i", "localhost,", "-c", "local"]
-        else:
-            command += ["-i", str(self.lab.inventory)]
+    def module(self, args: dict, host: str = "web1", check: bool = False) -> tuple[bool, dict]:
+        """``ansible HOST -m fleet.stapling.ocsp_probe -a JSON`` over the lab's SSH: (succeeded, the result)."""
+        command = [str(ANSIBLE), host, "-m", "fleet.stapling.ocsp_probe", "-a", json.dumps(args),
+                   "-i", str(self.lab.inventory)]
         command += ["--check"] * check
         completed = subprocess.run(command, env=self.env, cwd=self.scratch, capture_output=True, text=True,
                                    timeout=120, check=False)
@@ -299,7 +296,7 @@ def test_through_a_proxy_dns_and_connect_are_the_proxys(lab):
 # ---------------------------------------------------------------------------------------------- through Ansible
 
 
-def test_module_on_localhost_reports_in_check_mode_and_never_changes(lab):
+def test_module_over_ssh_reports_in_check_mode_and_never_changes(lab):
     args = {"certificates": [{"path": lab.leaf("alpha", "www-alpha.web1.lab.test")},
                              {"path": lab.leaf("beta", "new-beta.web2.lab.test")}],
             "ca_bundle": str(lab.pki / "alpha" / "bundle-der"), "timeout": 3}
@@ -327,7 +324,7 @@ def test_module_bad_input_is_a_clear_failure(lab):
 
 
 def test_discover_and_stapled_on_a_lab_host(lab):
-    succeeded, result = lab.module(dict(instance_args(lab, "web3"), discover=True, stapled=True))
+    succeeded, result = lab.module(dict(instance_args(lab, "web3"), discover=True, stapled=True), host="web3")
     assert succeeded, result
     by_name = {entry["server_name"]: entry for entry in result["stapled"]}
     assert by_name["www-alpha.web3.lab.test"]["status"] == "good"

@@ -64,8 +64,8 @@ class LogLab:
         self.lab = lab
         self.scratch = scratch
         self.env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_root(scratch), ANSIBLE_NOCOLOR="1",
-                        ANSIBLE_LOCAL_TEMP=str(scratch / "ansible-tmp"), ANSIBLE_RETRY_FILES_ENABLED="0",
-                        ANSIBLE_PYTHON_INTERPRETER=os.environ.get("ANSIBLE_PYTHON_INTERPRETER", sys.executable))
+                        ANSIBLE_LOCAL_TEMP=str(scratch / "ansible-tmp"), ANSIBLE_RETRY_FILES_ENABLED="0")
+        self.env.pop("ANSIBLE_PYTHON_INTERPRETER", None)  # the lab inventory's discovery decides
 
     def host(self, name: str) -> dict:
         return self.lab.host(name)

@@ -17,7 +17,9 @@ collections_root="$(mktemp -d "${TMPDIR:-/tmp}/fleet-stapling-demo.XXXXXX")"
 trap 'rm -rf "$collections_root"' EXIT
 mkdir -p "$collections_root/ansible_collections/$COLLECTION_NAMESPACE"
 ln -s "$REPO_ROOT" "$collections_root/ansible_collections/$COLLECTION_NAMESPACE/$COLLECTION_NAME"
-export ANSIBLE_COLLECTIONS_PATH="$collections_root" ANSIBLE_PYTHON_INTERPRETER="$PY"
+# The lab's inventory reaches every host over SSH; the modules run there under the system Python.
+export ANSIBLE_COLLECTIONS_PATH="$collections_root"
+unset ANSIBLE_PYTHON_INTERPRETER
 export ANSIBLE_NOCOLOR="${ANSIBLE_NOCOLOR:-0}" ANSIBLE_DISPLAY_SKIPPED_HOSTS=false
 playbook() {
     local name="$1"

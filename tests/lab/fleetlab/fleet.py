@@ -18,6 +18,7 @@ from fleetlab import apache, pki, responder
 from fleetlab.apache import LabError
 from fleetlab.inventory import write_inventory
 from fleetlab.layouts import LAYOUTS, HostPlan, Vhost, render, write_tree
+from fleetlab.sshd import SshDoor
 from fleetlab.staple_check import check_staple
 
 CAS = ("alpha", "beta")
@@ -25,6 +26,8 @@ DEFAULT_DIR = Path(os.environ.get("FLEET_LAB_DIR", "/tmp/fleet-stapling-lab"))
 DEFAULT_BASE_PORT = int(os.environ.get("FLEET_LAB_BASE_PORT", "18400"))
 DEFAULT_HOSTS = 3
 HOST_PORT_OFFSET = 10
+# The lab's sshd, through which Ansible reaches every lab host.
+SSH_PORT_OFFSET = 2
 RESPONDER_SCRIPT = Path(responder.__file__).resolve()
 
 # The two CAs' responders are named differently so that "the sites of one CA" can be told apart by host.
@@ -49,6 +52,7 @@ class Lab:
         self.dir = directory.resolve()
         self.state_file = self.dir / "lab.json"
         self.pki_dir = self.dir / "pki"
+        self.ssh = SshDoor(self.dir)
 
     # ------------------------------------------------------------ state
 
@@ -97,6 +101,7 @@ class Lab:
             "responders": {},
             "hosts": [],
         }
+        state["ssh"] = self.ssh.ensure(base_port + SSH_PORT_OFFSET, previous.get("ssh", {}))
         cas = {}
         for offset, ca_name in enumerate(CAS):
             port = base_port + offset
@@ -234,7 +239,10 @@ class Lab:
 
     def status(self) -> dict:
         state = self.require_state()
-        report = {"dir": state["dir"], "responders": [], "hosts": []}
+        ssh = state.get("ssh", {})
+        report = {"dir": state["dir"], "responders": [], "hosts": [],
+                  "ssh": {"port": ssh.get("port"), "user": ssh.get("user"), "pid": ssh.get("pid"),
+                          "running": self.ssh.alive(ssh.get("pid"))}}
         for name, record in state["responders"].items():
             applied = Path(record["mode_file"] + ".applied")
             report["responders"].append({
@@ -272,6 +280,8 @@ class Lab:
     def down(self) -> list[str]:
         state = self.load_state()
         stopped = []
+        if self.ssh.stop(state.get("ssh", {}).get("pid")):
+            stopped.append("sshd")
         for host in state.get("hosts", []):
             if apache.stop(host["pid"], _PlanView(host)):  # type: ignore[arg-type]
                 stopped.append(host["name"])
@@ -284,7 +294,8 @@ class Lab:
 
     def _anything_running(self, state: dict) -> bool:
         hosts = any(apache.current_master(h["pid"], _PlanView(h)) for h in state.get("hosts", []))  # type: ignore[arg-type]
-        return hosts or any(_responder_alive(r) for r in state.get("responders", {}).values())
+        responders = any(_responder_alive(r) for r in state.get("responders", {}).values())
+        return hosts or responders or self.ssh.alive(state.get("ssh", {}).get("pid"))
 
 
 class _PlanView:

@@ -7,6 +7,7 @@ what each vhost staples and `openssl ocsp` for what each fault mode answers.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import socket
@@ -103,6 +104,58 @@ def test_inventory_carries_the_apache_contract_for_every_host(lab):
         configtest = subprocess.run(shlex.split(variables["stapling_apache_ctl"]) + ["-t"],
                                     capture_output=True, text=True, check=False)
         assert configtest.returncode == 0 and "Syntax OK" in configtest.stderr, configtest.stderr
+
+
+def ansible_on_lab(lab: dict, host: str, module: str, args: str) -> tuple[bool, dict]:
+    """``ansible HOST -m MODULE -a ARGS`` through the lab's inventory, with nothing from this process's
+    environment choosing the interpreter: (succeeded, result)."""
+    ansible_cli = Path(sys.executable).with_name("ansible")
+    if not ansible_cli.exists():
+        pytest.skip("ansible is not installed beside this Python (run through make integration)")
+    environment = {key: value for key, value in os.environ.items() if key != "ANSIBLE_PYTHON_INTERPRETER"}
+    tree = Path(tempfile.mkdtemp(prefix="fleet-lab-ansible-"))
+    environment.update(ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.tree",
+                       ANSIBLE_CALLBACK_TREE_DIR=str(tree))
+    try:
+        completed = subprocess.run([str(ansible_cli), host, "-i", str(lab["dir"] / "inventory.yml"), "-m", module,
+                                    "-a", args], capture_output=True, text=True, timeout=120, check=False,
+                                   env=environment)
+        try:
+            result = json.loads((tree / host).read_text())
+        except (OSError, ValueError):
+            raise AssertionError(f"no result from ansible:\n{completed.stdout}{completed.stderr}") from None
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
+    failed = result.get("failed") or result.get("unreachable") or result.get("rc", 0) != 0
+    return not failed, result
+
+
+def test_inventory_reaches_hosts_over_ssh_with_the_system_python(lab):
+    for host in ("web1", "web3"):
+        ok, result = ansible_on_lab(lab, host, "ansible.builtin.setup", "gather_subset=!all filter=ansible_python")
+        assert ok, result
+        python = result["ansible_facts"]["ansible_python"]
+        assert python["executable"].startswith("/usr/bin/python3"), python
+        assert result["ansible_facts"]["discovered_interpreter_python"].startswith("/usr/bin/python3")
+        # what the modules import there: the distribution's cryptography, and no pyOpenSSL
+        ok, result = ansible_on_lab(lab, host, "ansible.builtin.command", (
+            "/usr/bin/python3 -c 'import cryptography; print(cryptography.__file__)'"))
+        assert ok and result["stdout"].startswith("/usr/lib/python3/dist-packages/cryptography/"), result
+        ok, result = ansible_on_lab(lab, host, "ansible.builtin.command", "/usr/bin/python3 -c 'import OpenSSL'")
+        assert not ok and "No module named 'OpenSSL'" in result["stderr"], json.dumps(result)
+
+
+def test_ssh_door_refuses_other_keys_and_listens_on_loopback_only(lab, tmp_path):
+    ssh = lab["state"]["ssh"]
+    stranger = tmp_path / "stranger_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
+    refused = subprocess.run(
+        ["ssh", "-i", str(stranger), "-o", f"UserKnownHostsFile={ssh['known_hosts']}", "-o", "BatchMode=yes",
+         "-o", "IdentitiesOnly=yes", "-p", str(ssh["port"]), f"{ssh['user']}@127.0.0.1", "true"],
+        capture_output=True, text=True, timeout=30, check=False)
+    assert refused.returncode == 255 and "Permission denied" in refused.stderr, refused.stderr
+    config = Path(ssh["config"]).read_text()
+    assert "ListenAddress 127.0.0.1" in config and "PasswordAuthentication no" in config
 
 
 def test_reload_command_reloads_in_place(lab):
@@ -210,9 +263,10 @@ def test_teardown_stops_only_what_the_lab_started(tmp_path):
         try:
             responder.wait_until_applied(tmp_path / "decoy.mode", "ok")
             pids = [h["pid"] for h in state["hosts"]] + [r["pid"] for r in state["responders"].values()]
+            pids.append(state["ssh"]["pid"])
             assert all(process_alive(pid) for pid in pids)
             stopped = lab_cli(directory, "down").stdout
-            assert "web1" in stopped and "responder alpha" in stopped
+            assert "web1" in stopped and "responder alpha" in stopped and "sshd" in stopped
             assert not any(process_alive(pid) for pid in pids)
             assert decoy.poll() is None, "teardown killed a process the lab did not start"
         finally:
