@@ -5,15 +5,17 @@ PY := .venv/bin/python
 TOOLS := tests/tools
 LAB := $(PY) tests/lab/lab.py
 
-.PHONY: help deps sanity units lint changelog-lint build integration test \
+.PHONY: help deps sanity units compat lint changelog-lint build integration test \
 	lab-up lab-status lab-down demo clean distclean
 
 help:
 	@echo "make deps          install Debian packages (as root), .venv and the ansible-test pip stand-in"
-	@echo "make test          deps, then sanity, units, lint, build, integration, with a summary"
-	@echo "make sanity|units|lint|changelog-lint|build|integration   one step"
+	@echo "make test          deps, then sanity, units, compat, lint, build, integration, with a summary"
+	@echo "make sanity|units|compat|lint|changelog-lint|build|integration   one step"
+	@echo "make compat        module_utils unit tests on Python 3.8-3.11 with cryptography 3.4.8 to newest"
+	@echo "                   (venvs cached in .venv-compat/), vermin for Python 3.8, the below-floor check"
 	@echo "make lab-up|lab-status|lab-down|demo                        the local lab fleet"
-	@echo "make clean         remove build and test output (distclean also removes .venv)"
+	@echo "make clean         remove build and test output (distclean also removes .venv and .venv-compat)"
 
 deps:
 	$(TOOLS)/bootstrap.sh
@@ -23,6 +25,9 @@ sanity: deps
 
 units: deps
 	$(TOOLS)/units.sh
+
+compat: deps
+	$(TOOLS)/compat.sh
 
 lint: deps
 	$(TOOLS)/lint.sh all
@@ -38,7 +43,7 @@ integration: deps
 
 # Runs every step even when one fails, prints a summary, fails if any failed.
 test: deps
-	$(TOOLS)/run_all.sh sanity units lint build integration
+	$(TOOLS)/run_all.sh sanity units compat lint build integration
 
 lab-up: deps
 	$(LAB) up
@@ -54,7 +59,7 @@ demo: deps
 
 clean:
 	rm -rf build tests/output .pytest_cache .ansible
-	find . -path ./.venv -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+	find . \( -path ./.venv -o -path ./.venv-compat \) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf .venv
+	rm -rf .venv .venv-compat

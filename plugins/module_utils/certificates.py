@@ -22,14 +22,15 @@ try:
     import cryptography
     from cryptography import x509
     from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-    from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa
-    from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID, SignatureAlgorithmOID
+    from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID
 except ImportError:  # pragma: no cover - reported by the modules
     HAS_CRYPTOGRAPHY = False
     CRYPTOGRAPHY_IMPORT_ERROR = traceback.format_exc()
 else:
     HAS_CRYPTOGRAPHY = True
     CRYPTOGRAPHY_IMPORT_ERROR = None
+
+from ansible_collections.fleet.stapling.plugins.module_utils import signatures
 
 # The oldest cryptography the modules are tested with (tests/tools/compat.sh): Ubuntu 22.04 ships it.
 CRYPTOGRAPHY_FLOOR = "3.4.8"
@@ -59,6 +60,7 @@ def cryptography_problem(found=None):
                 "for %s); upgrade the distribution's python3-cryptography or point ansible_python_interpreter "
                 "at a Python with a newer one" % (found, CRYPTOGRAPHY_FLOOR, sys.executable))
     return None
+
 
 _PEM_BLOCK = re.compile(b"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
 
@@ -115,44 +117,6 @@ def not_after(certificate):
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def verify_signature(public_key, signature, data, hash_algorithm, signature_oid=None):
-    """Check ``signature`` over ``data`` with ``public_key``; raises InvalidSignature when it does not verify.
-
-    RSA (PKCS#1 v1.5, or PSS when ``signature_oid`` says so), ECDSA, DSA, Ed25519 and Ed448. Raises
-    TypeError, ValueError or UnsupportedAlgorithm for a key or algorithm it cannot use.
-    """
-    if isinstance(public_key, rsa.RSAPublicKey):
-        if signature_oid == SignatureAlgorithmOID.RSASSA_PSS:
-            _verify_rsa_pss(public_key, signature, data, hash_algorithm)
-        else:
-            public_key.verify(signature, data, padding.PKCS1v15(), hash_algorithm)
-    elif isinstance(public_key, ec.EllipticCurvePublicKey):
-        public_key.verify(signature, data, ec.ECDSA(hash_algorithm))
-    elif isinstance(public_key, dsa.DSAPublicKey):
-        public_key.verify(signature, data, hash_algorithm)
-    else:  # Ed25519 and Ed448 sign the data itself
-        public_key.verify(signature, data)
-
-
-def _verify_rsa_pss(public_key, signature, data, hash_algorithm):
-    auto = getattr(padding.PSS, "AUTO", None)  # cryptography >= 37 reads the salt length from the signature
-    if auto is not None:
-        salt_lengths = [auto]
-    else:
-        # Older releases need the salt length. CAs use the digest length (RFC 4055's recommendation);
-        # the longest possible salt is the other value signers choose.
-        salt_lengths = [hash_algorithm.digest_size, padding.PSS.MAX_LENGTH]
-    for salt_length in salt_lengths[:-1]:
-        try:
-            public_key.verify(signature, data, padding.PSS(mgf=padding.MGF1(hash_algorithm),
-                                                            salt_length=salt_length), hash_algorithm)
-            return
-        except InvalidSignature:
-            continue
-    public_key.verify(signature, data, padding.PSS(mgf=padding.MGF1(hash_algorithm),
-                                                    salt_length=salt_lengths[-1]), hash_algorithm)
-
-
 def is_issued_by(certificate, issuer):
     """True when ``issuer`` names and signed ``certificate`` (its key verifies the signature)."""
     if certificate.issuer != issuer.subject:
@@ -161,8 +125,9 @@ def is_issued_by(certificate, issuer):
         if hasattr(certificate, "verify_directly_issued_by"):  # cryptography >= 40
             certificate.verify_directly_issued_by(issuer)
         else:
-            verify_signature(issuer.public_key(), certificate.signature, certificate.tbs_certificate_bytes,
-                             certificate.signature_hash_algorithm, certificate.signature_algorithm_oid)
+            hash_algorithm, pss = signatures.signature_parameters(certificate)
+            signatures.verify_signature(issuer.public_key(), certificate.signature, certificate.tbs_certificate_bytes,
+                             hash_algorithm, certificate.signature_algorithm_oid, pss)
     except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
         return False
     return True

@@ -44,7 +44,7 @@ else:
     HAS_CRYPTOGRAPHY = True
     CRYPTOGRAPHY_IMPORT_ERROR = None
 
-from ansible_collections.fleet.stapling.plugins.module_utils import certificates
+from ansible_collections.fleet.stapling.plugins.module_utils import certificates, signatures
 from ansible_collections.fleet.stapling.plugins.module_utils.ocsp_verdict import format_time
 
 FAMILIES = {"4": socket.AF_INET, "6": socket.AF_INET6}
@@ -262,10 +262,22 @@ def _attempt(address, result, started, error):
 def build_request(certificate, issuer, nonce=None):
     """The OCSPRequest object and its DER for ``certificate``; ``nonce`` (bytes) adds the nonce extension."""
     builder = ocsp.OCSPRequestBuilder().add_certificate(certificate, issuer, hashes.SHA1())
-    if nonce is not None:
-        builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
-    request = builder.build()
-    return request, request.public_bytes(serialization.Encoding.DER)
+    if nonce is None:
+        request = builder.build()
+        return request, request.public_bytes(serialization.Encoding.DER)
+    request = builder.add_extension(x509.OCSPNonce(nonce), critical=False).build()
+    der = request.public_bytes(serialization.Encoding.DER)
+    if _octet_string(_octet_string(nonce)) not in der:
+        # Older cryptography (3.4.8 among them) writes the nonce bytes as the extension value itself, where
+        # RFC 8954 wants them inside an OCTET STRING; hand such a release the inner OCTET STRING ready made.
+        request = builder.add_extension(x509.OCSPNonce(_octet_string(nonce)), critical=False).build()
+        der = request.public_bytes(serialization.Encoding.DER)
+    return request, der
+
+
+def _octet_string(value):
+    """DER OCTET STRING of a short value (a nonce: at most 32 bytes, so a one-byte length)."""
+    return b"\x04" + bytes([len(value)]) + value
 
 
 def new_nonce():
@@ -461,8 +473,9 @@ def check_signature(response, issuer, now):
         if problem:
             return False, "unauthorized", subject, "signed by %s, %s" % (subject, problem)
     try:
-        certificates.verify_signature(signer.public_key(), response.signature, response.tbs_response_bytes,
-                         response.signature_hash_algorithm, response.signature_algorithm_oid)
+        hash_algorithm, pss = signatures.signature_parameters(response)
+        signatures.verify_signature(signer.public_key(), response.signature, response.tbs_response_bytes,
+                                      hash_algorithm, response.signature_algorithm_oid, pss)
     except InvalidSignature:
         return False, kind, subject, "the signature by %s does not verify" % subject
     except (TypeError, ValueError, UnsupportedAlgorithm) as exc:
@@ -516,7 +529,8 @@ def _nonce_state(response, nonce):
         echoed = response.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
     except x509.ExtensionNotFound:
         return "not_echoed"
-    return "echoed" if echoed == nonce else "mismatch"
+    # Older cryptography reads the echoed value without unwrapping its OCTET STRING (see build_request).
+    return "echoed" if echoed in (nonce, _octet_string(nonce)) else "mismatch"
 
 
 def read_response(der, certificate, issuer, nonce=None, now=None):

@@ -38,6 +38,8 @@ except ImportError:  # pragma: no cover - reported by the module through certifi
 
 IP_VERSIONS = ("any", "4", "6", "both")
 METHODS = ("post", "get")
+# staple: ask for the staple and judge it; handshake: only prove that a TLS handshake completes (liveness).
+STAPLED_CHECKS = ("staple", "handshake")
 # Enough for every responder of a fleet at once (a handful of CAs, two families) plus its vhosts.
 MAX_WORKERS = 32
 # Apache's SSLStaplingResponderTimeout when the config does not set it.
@@ -53,13 +55,16 @@ class ProbeInputError(Exception):
 
 class Settings(object):
     def __init__(self, timeout=5.0, ip_version="any", method="post", nonce=True, require_nonce=False, proxy=None,
-                 use_proxy=True, clock_skew=300, timeout_budget=None, environ=None, max_workers=MAX_WORKERS):
+                 use_proxy=True, clock_skew=300, timeout_budget=None, environ=None, max_workers=MAX_WORKERS,
+                 stapled_check="staple", staple_client=None):
         if ip_version not in IP_VERSIONS:
             raise ProbeInputError("ip_version must be one of %s, not %r" % (", ".join(IP_VERSIONS), ip_version))
         if method not in METHODS:
             raise ProbeInputError("method must be post or get, not %r" % method)
         if not timeout or timeout <= 0:
             raise ProbeInputError("timeout must be a positive number of seconds")
+        if stapled_check not in STAPLED_CHECKS:
+            raise ProbeInputError("stapled_check must be staple or handshake, not %r" % stapled_check)
         self.timeout = float(timeout)
         self.ip_version = ip_version
         self.method = method
@@ -71,6 +76,9 @@ class Settings(object):
         self.timeout_budget = timeout_budget
         self.environ = os.environ if environ is None else environ
         self.max_workers = max_workers
+        self.stapled_check = stapled_check
+        # None lets staple_probe pick (pyOpenSSL, else openssl s_client); tests force one to compare them.
+        self.staple_client = staple_client
         if proxy:
             try:
                 ocsp_client.proxy_endpoint(proxy)
@@ -452,14 +460,25 @@ class Runner(object):
             facts["ocsp"] = ocsp_client.read_response(body, item.leaf, group.issuer, nonce, self.current_time())
         return facts
 
+    def staple_client(self):
+        """The client name each stapled entry reports; None when the staple cannot be asked for here."""
+        if self.settings.stapled_check == "handshake":
+            return staple_probe.STDLIB_SSL
+        return self.settings.staple_client or staple_probe.staple_client()
+
     def staple(self, target):
-        facts = {"target": target.label, "timeout": self.settings.timeout}
+        facts = {"target": target.label, "timeout": self.settings.timeout, "client": self.staple_client()}
         family = self.settings.ip_version if self.settings.ip_version in ("4", "6") else "any"
         addresses, _dns, problem = self._addresses(target.address, target.port, family)
         if problem:
             facts.update(dns_error=problem, dns_host=target.address, handshake="not_tried", connect=None)
             return facts
-        facts.update(staple_probe.fetch_staple(addresses, target.port, target.server_name, self.settings.timeout))
+        if self.settings.stapled_check == "handshake":
+            found = staple_probe.check_handshake(addresses, target.port, target.server_name, self.settings.timeout)
+        else:
+            found = staple_probe.fetch_staple(addresses, target.port, target.server_name, self.settings.timeout,
+                                              client=self.settings.staple_client)
+        facts.update(found)
         facts["target"] = target.label
         return facts
 
@@ -468,6 +487,9 @@ class Runner(object):
     def run(self):
         started = time.monotonic()
         hard_deadline = started + self.settings.deadline
+        if self.targets and self.staple_client() is None:
+            # Said once, before any thread starts, rather than as a traceback out of every stapled task.
+            raise staple_probe.StapleProbeError(staple_probe.NO_CLIENT_MESSAGE)
         pool = ThreadPoolExecutor(max_workers=self.settings.max_workers, thread_name_prefix="ocsp-probe")
         pending = {}
         try:
@@ -523,7 +545,8 @@ class Runner(object):
         late = {"deadline_exceeded": self.settings.deadline, "url": None, "connect": {"result": None},
                 "timeout": self.settings.timeout}
         if kind == "staple":
-            self.staples[id(subject)] = dict(late, target=subject.label, handshake="not_finished")
+            self.staples[id(subject)] = dict(late, target=subject.label, handshake="not_finished",
+                                             client=self.staple_client())
         elif kind == "probe":
             subject.probes[detail] = dict(late, url=subject.url, family=None if detail == "any" else detail)
         else:
@@ -640,7 +663,7 @@ class Runner(object):
         facts["expected"] = target.expected
         facts["issuer_found"] = issuer is not None
         facts["ocsp"] = ocsp_client.read_response(staple, leaf, issuer, None, now) if staple else None
-        verdict = ocsp_verdict.judge_staple(facts, now, self.settings.clock_skew)
+        handshake_only = self.settings.stapled_check == "handshake"
         report = {
             "address": target.address,
             "port": target.port,
@@ -648,14 +671,17 @@ class Runner(object):
             "vhosts": target.vhosts,
             "stapling_expected": target.expected,
             "connected_address": facts.get("address"),
+            "client": facts.get("client"),
             "handshake": facts.get("handshake"),
+            "handshake_error": facts.get("handshake_error"),
             "tls_version": facts.get("tls_version"),
-            "stapled": bool(facts.get("stapled")),
+            # null: not asked (stapled_check=handshake); a handshake that did not finish says nothing either way
+            "stapled": None if handshake_only else bool(facts.get("stapled")),
             "certificate": _served_certificate(leaf),
             "ocsp": _ocsp_report(facts["ocsp"]),
             "latency": facts.get("latency"),
         }
-        report.update(verdict.as_dict())
+        report.update(_staple_verdict(facts, now, self.settings, handshake_only).as_dict())
         report["status"] = staple_status(report)
         return report
 
@@ -719,9 +745,24 @@ def exchange_report(facts):
     }
 
 
+def _staple_verdict(facts, now, settings, handshake_only):
+    where = facts.get("target") or "the server"
+    if facts.get("handshake") == "ok" and handshake_only:
+        return ocsp_verdict.Verdict(True, None, "TLS handshake with %s completed (%s, %s s); the staple was not "
+                                                "checked (stapled_check=handshake)" % (
+                                                    where, facts.get("tls_version"), facts.get("latency")))
+    if facts.get("handshake") == "ok" and facts.get("read_error"):
+        # Our client's output, not the server, is at fault: no verdict rather than a wrong one.
+        return ocsp_verdict.Verdict(None, None, "what %s sent cannot be judged: %s (client %s)" % (
+            where, facts["read_error"], facts.get("client")))
+    return ocsp_verdict.judge_staple(facts, now, settings.clock_skew)
+
+
 def staple_status(report):
     if report["handshake"] != "ok":
         return "unreachable"
+    if report["stapled"] is None or (report["stapled"] and report["healthy"] is None):
+        return "not_checked"
     if not report["stapled"]:
         return "not_stapled"
     return "good" if report["healthy"] else "bad"
@@ -750,6 +791,7 @@ def summarize(responders, certificate_reports, stapled, elapsed):
         "not_stapling": staple_states.get("not_stapled", 0),
         "stapling_bad": staple_states.get("bad", 0),
         "stapled_unreachable": staple_states.get("unreachable", 0),
+        "staple_not_checked": staple_states.get("not_checked", 0),
         "elapsed": elapsed,
     }
     summary["message"] = summary_message(summary, unhealthy_certificates, unhealthy_staples)
@@ -765,6 +807,8 @@ def summary_message(summary, unhealthy_certificates, unhealthy_staples):
         if summary["stapling_good"] or summary["not_stapling"]:
             text += "; %d vhosts staple a good response, %d staple nothing" % (
                 summary["stapling_good"], summary["not_stapling"])
+        if summary["staple_not_checked"]:
+            text += "; %d vhosts answer TLS, their staple not checked" % summary["staple_not_checked"]
         return text
     parts = []
     if unhealthy_certificates:

@@ -14,10 +14,7 @@ from __future__ import annotations
 import os
 import re
 
-try:
-    from urllib.parse import urlsplit
-except ImportError:  # pragma: no cover - Python 2 is not supported, but sanity imports on it
-    from urlparse import urlsplit  # type: ignore
+from urllib.parse import urlsplit
 
 from ansible_collections.fleet.stapling.plugins.module_utils import apache_config, apache_edit, stapling_facts
 

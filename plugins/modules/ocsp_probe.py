@@ -25,8 +25,12 @@ description:
     (a slow DNS lookup can add another), and a hard deadline of twice O(timeout) plus 5 seconds ends it.
   - Every problem gets an C(error_class) from a fixed set, listed under RV(certificates[].error_class), and a
     sentence in C(message). A playbook can branch on the class and an operator can read the sentence.
-  - OCSP is done with C(cryptography). The stapled check asks for certificate status in a TLS handshake, which
-    needs C(pyOpenSSL) on the managed host, and only then.
+  - OCSP is done with C(cryptography). The stapled check asks for certificate status in a TLS handshake. It uses
+    C(pyOpenSSL) when the managed host has it, and the C(openssl s_client) command otherwise. Both give the same
+    answers, and RV(stapled[].client) says which one was used.
+  - O(stapled_check=handshake) only checks that TLS handshakes complete, with the Python standard library.
+    It needs neither pyOpenSSL nor the C(openssl) command, which makes it the right liveness check after a
+    reload.
   - Read-only. It never reports a change.
 author:
   - fleet.stapling maintainers (@fleet-stapling)
@@ -43,7 +47,8 @@ attributes:
     support: full
     description: Probing changes nothing on the host. The answers reflect the responders at that moment.
 requirements:
-  - pyOpenSSL on the managed host, only for O(stapled=true)
+  - For O(stapled=true) with O(stapled_check=staple) only, pyOpenSSL or the C(openssl) command (on C(PATH) or
+    C(/usr/bin/openssl)) on the managed host. pyOpenSSL is used when both are there.
 options:
   certificates:
     description:
@@ -154,9 +159,20 @@ options:
         what comes back. The checks cover whether anything was stapled, the response and certificate status,
         freshness, and the signature against the issuer found in the served chain.
       - The targets come from the config (O(discover=true)) or from O(stapled_targets).
-      - Needs pyOpenSSL on the managed host.
+      - Needs pyOpenSSL or the C(openssl) command on the managed host, unless O(stapled_check=handshake).
     type: bool
     default: false
+  stapled_check:
+    description:
+      - What O(stapled=true) checks on each TLS endpoint.
+      - V(staple) asks for the staple and judges it, as described under O(stapled).
+      - V(handshake) only completes a TLS handshake (with SNI, and without verifying the certificate). It needs
+        nothing beyond the Python standard library. RV(stapled[].stapled) is null, RV(stapled[].status) is
+        V(not_checked) and RV(stapled[].healthy) is true when the handshake completes. Use it to check that a
+        server is alive, for example after a reload.
+    type: str
+    choices: [staple, handshake]
+    default: staple
   stapled_targets:
     description: TLS endpoints for the stapled check when not discovering (added to the discovered ones otherwise).
     type: list
@@ -227,6 +243,20 @@ EXAMPLES = r"""
     url: http://ocsp.example-ca.test/
     proxy: http://proxy.example.test:3128
     fail_on_unhealthy: true
+
+- name: After a reload, make sure the listener still completes TLS handshakes (no pyOpenSSL or openssl needed)
+  fleet.stapling.ocsp_probe:
+    stapled: true
+    stapled_check: handshake
+    stapled_targets:
+      - address: 127.0.0.1
+        port: 443
+        server_name: shop.example.test
+    timeout: 3
+  register: alive
+  until: alive.stapled | selectattr('handshake', 'equalto', 'ok') | list | length == 1
+  retries: 5
+  delay: 2
 
 - name: What does this listener staple right now?
   fleet.stapling.ocsp_probe:
@@ -572,6 +602,14 @@ stapled:
       type: str
       returned: always
       sample: 127.0.0.1
+    client:
+      description:
+        - The TLS client that did the check. V(pyopenssl) and V(openssl-s_client) ask for the staple; V(ssl) (the
+          Python standard library) is used for O(stapled_check=handshake).
+        - Null when the stapled check cannot be done on this host.
+      type: str
+      returned: always
+      sample: openssl-s_client
     handshake:
       description:
         - V(ok), V(timeout), V(failed), V(not_tried) (no connection) or V(not_finished) (the overall deadline
@@ -579,13 +617,20 @@ stapled:
       type: str
       returned: always
       sample: ok
+    handshake_error:
+      description:
+        - Why the handshake failed, in the TLS library's words, or null.
+        - "For example C(TLS error: wrong version number) from a plain HTTP port."
+      type: str
+      returned: always
+      sample: null
     tls_version:
       description: The TLS version negotiated.
       type: str
       returned: always
       sample: TLSv1.3
     stapled:
-      description: Whether the server sent a staple.
+      description: Whether the server sent a staple. Null with O(stapled_check=handshake), which does not ask for one.
       type: bool
       returned: always
       sample: true
@@ -600,7 +645,7 @@ stapled:
       returned: always
       sample: {response_status: successful, cert_status: good, next_update: "2026-05-08T10:00:00Z", signature_valid: true}
     latency:
-      description: Seconds to connect and handshake.
+      description: Seconds to connect and handshake. With V(openssl-s_client) it includes starting the command.
       type: float
       returned: always
       sample: 0.008
@@ -609,12 +654,15 @@ stapled:
         - V(good) means a staple that is good, verified and fresh. V(bad) means a staple that is not
           (see RV(stapled[].error_class)).
         - V(not_stapled) means no staple was sent. V(unreachable) means there was no TLS handshake.
+        - V(not_checked) means the handshake completed but no staple was judged. That happens with
+          O(stapled_check=handshake), or when the client's output could not be read (then
+          RV(stapled[].healthy) is null and RV(stapled[].message) says why).
       type: str
       returned: always
       sample: good
     healthy:
       description:
-        - True for a good staple.
+        - True for a good staple, and for a completed handshake with O(stapled_check=handshake).
         - Null when no staple is sent and none is expected (stapling off in the config, or no OCSP URL).
         - False otherwise.
       type: bool
@@ -711,6 +759,11 @@ summary:
       type: int
       returned: always
       sample: 0
+    staple_not_checked:
+      description: Stapled checks with a completed handshake but no staple judged (RV(stapled[].status=not_checked)).
+      type: int
+      returned: always
+      sample: 0
     elapsed:
       description: Seconds the probing took.
       type: float
@@ -718,15 +771,19 @@ summary:
       sample: 0.12
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleet.stapling.plugins.module_utils import certificates, ocsp_probe_run, stapling_facts
+from ansible_collections.fleet.stapling.plugins.module_utils import (
+    certificates,
+    ocsp_probe_run,
+    staple_probe,
+    stapling_facts,
+)
 from ansible_collections.fleet.stapling.plugins.module_utils.apache_host import (
     INSTANCE_ARGUMENT_SPEC,
     discover_from_params,
     module_runner,
 )
-from ansible_collections.fleet.stapling.plugins.module_utils.staple_probe import HAS_PYOPENSSL, PYOPENSSL_IMPORT_ERROR
 from ansible_collections.fleet.stapling.plugins.module_utils.stapling_change import STAPLING_ERRORS
 
 PROBE_ERRORS = STAPLING_ERRORS + (ocsp_probe_run.ProbeInputError,)
@@ -752,6 +809,7 @@ def argument_spec():
         use_proxy=dict(type="bool", default=True),
         clock_skew=dict(type="int", default=300),
         stapled=dict(type="bool", default=False),
+        stapled_check=dict(type="str", default="staple", choices=["staple", "handshake"]),
         stapled_targets=dict(type="list", elements="dict", default=[], options=dict(
             address=dict(type="str", required=True),
             port=dict(type="int", default=443),
@@ -783,9 +841,9 @@ def main():
     cryptography_problem = certificates.cryptography_problem()
     if cryptography_problem:
         module.fail_json(msg=cryptography_problem, exception=certificates.CRYPTOGRAPHY_IMPORT_ERROR)
-    if params["stapled"] and not HAS_PYOPENSSL:
-        module.fail_json(msg=missing_required_lib("pyOpenSSL", reason="for stapled: true"),
-                         exception=PYOPENSSL_IMPORT_ERROR)
+    if params["stapled"] and params["stapled_check"] == "staple" and staple_probe.staple_client() is None:
+        # Neither pyOpenSSL nor the openssl command: say so plainly (the handshake check needs neither).
+        module.fail_json(msg=staple_probe.NO_CLIENT_MESSAGE, exception=staple_probe.PYOPENSSL_IMPORT_ERROR)
     if not (params["certificates"] or params["discover"] or params["stapled_targets"]):
         module.fail_json(msg="nothing to probe: give certificates, or discover: true, or stapled_targets")
     if params["stapled_targets"] and not params["stapled"]:
@@ -794,7 +852,8 @@ def main():
         settings = ocsp_probe_run.Settings(
             timeout=params["timeout"], ip_version=params["ip_version"], method=params["method"],
             nonce=params["nonce"], require_nonce=params["require_nonce"], proxy=params["proxy"],
-            use_proxy=params["use_proxy"], clock_skew=params["clock_skew"], timeout_budget=params["timeout_budget"])
+            use_proxy=params["use_proxy"], clock_skew=params["clock_skew"], timeout_budget=params["timeout_budget"],
+            stapled_check=params["stapled_check"])
         ca_bundle_certs = ocsp_probe_run.load_ca_bundle(params["ca_bundle"])
         items, targets, skipped = gather(module, params, ca_bundle_certs)
     except PROBE_ERRORS as exc:

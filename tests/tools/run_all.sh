@@ -2,14 +2,14 @@
 # Run every test step, even after one fails, then print a summary with each
 # step's time and exit non-zero if any step failed. `make test` calls this
 # after `make deps`.
-# Usage: run_all.sh [STEP ...]   (default: sanity units lint build integration)
+# Usage: run_all.sh [STEP ...]   (default: sanity units compat lint build integration)
 set -uo pipefail
 # shellcheck source=tests/tools/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 tools_dir="$REPO_ROOT/tests/tools"
 steps=("$@")
-[[ ${#steps[@]} -gt 0 ]] || steps=(sanity units lint build integration)
+[[ ${#steps[@]} -gt 0 ]] || steps=(sanity units compat lint build integration)
 
 summary=()
 passed=0

@@ -55,7 +55,6 @@ def operator(fleet, tmp_path):
             fleet.reset(name)
 
 
-
 # ---------------------------------------------------------------- controlling the instance
 
 

@@ -219,4 +219,3 @@ def ssh_command(record: dict, command: list[str] | None = None) -> list[str]:
 def ssh_options(record: dict) -> list[str]:
     return ["-i", record["private_key"], "-o", f"UserKnownHostsFile={record['known_hosts']}",
             "-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"]
-

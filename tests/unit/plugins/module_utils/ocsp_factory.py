@@ -59,8 +59,9 @@ def _sign(subject, issuer_name, public_key, signing_key, extensions, not_before=
 class OcspCA(object):
     """A CA that issues leaves and OCSP signers, and signs OCSP responses."""
 
-    def __init__(self, common_name="Unit OCSP CA"):
-        key = ec.generate_private_key(ec.SECP256R1())
+    def __init__(self, common_name="Unit OCSP CA", key=None):
+        """``key``: the CA's private key (ECDSA P-256 unless given; RSA for RSA-PSS responses)."""
+        key = key or ec.generate_private_key(ec.SECP256R1())
         certificate = _sign(name(common_name), name(common_name), key.public_key(), key,
                             [(x509.BasicConstraints(ca=True, path_length=None), True)])
         self.ca = Issued(certificate, key)
@@ -164,6 +165,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _answer(self, body):
         server = self.server
+        # An answer function reads this request's body here: requests[-1] may already be a request that
+        # arrived on another thread meanwhile.
+        self.request_body = body
         server.requests.append({"method": self.command, "path": self.path, "body": body,
                                 "headers": dict(self.headers.items())})
         answer = server.answer(self) if callable(server.answer) else server.answer
@@ -246,7 +250,7 @@ class CaResponder(object):
         self.asked = {}
 
     def __call__(self, handler):
-        body = handler.server.requests[-1]["body"]
+        body = handler.request_body
         request = ocsp.load_der_ocsp_request(body)
         serial = request.serial_number
         self.asked[serial] = self.asked.get(serial, 0) + 1

@@ -8,9 +8,20 @@ from __future__ import annotations
 import datetime
 
 import pytest
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.x509.oid import SignatureAlgorithmOID
 
-from ansible_collections.fleet.stapling.plugins.module_utils import certificates
-from ansible_collections.fleet.stapling.tests.unit.plugins.module_utils.certificate_factory import TestCA, der, pem
+from ansible_collections.fleet.stapling.plugins.module_utils import certificates, signatures
+from ansible_collections.fleet.stapling.tests.unit.plugins.module_utils.certificate_factory import (
+    KEY_TYPES,
+    TestCA,
+    der,
+    pem,
+    pss_certificate,
+)
 
 
 def test_certificate_facts_read_ocsp_url_and_must_staple(tmp_path):
@@ -58,3 +69,121 @@ def test_ca_problem_names_an_expired_ca():
     ca = TestCA()
     later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=400)
     assert certificates.ca_problem(ca.certificate, now=later).startswith("expired on ")
+
+
+# ------------------------------------------------------------------------- cryptography floor and fallbacks
+
+
+@pytest.mark.parametrize("found", ["3.3.2", "3.4", "2.8", "1.0.0"])
+def test_cryptography_older_than_the_floor_is_a_problem_naming_both_versions(found):
+    problem = certificates.cryptography_problem(found)
+    assert problem is not None
+    assert "cryptography %s is too old" % found in problem and ">= 3.4.8" in problem
+
+
+@pytest.mark.parametrize("found", ["3.4.8", "3.4.9", "36.0.2", "42.0.0rc1", "50.0.2", "100.0.0.dev1"])
+def test_cryptography_at_or_above_the_floor_is_fine(found):
+    assert certificates.cryptography_problem(found) is None
+
+
+def test_the_cryptography_these_tests_run_with_is_usable():
+    assert certificates.cryptography_problem() is None
+
+
+class WithoutIssuerCheck(object):
+    """A certificate as cryptography before 40 shows it: no ``verify_directly_issued_by``."""
+
+    def __init__(self, certificate):
+        self._certificate = certificate
+
+    def __getattr__(self, name):
+        if name == "verify_directly_issued_by":
+            raise AttributeError(name)
+        return getattr(self._certificate, name)
+
+
+def native_answer(certificate, issuer):
+    """What cryptography >= 40 says about the issuer, or None where it cannot say."""
+    if not hasattr(certificate, "verify_directly_issued_by"):
+        return None
+    try:
+        certificate.verify_directly_issued_by(issuer)
+    except Exception:  # pylint: disable=broad-except
+        return False  # any refusal counts as "not issued by"
+    return True
+
+
+ISSUERS = [(key_type, False) for key_type in KEY_TYPES] + [("rsa-pss", True)]
+ISSUER_IDS = ["%s%s" % (key_type, " by hand" if by_hand else "") for key_type, by_hand in ISSUERS]
+
+
+@pytest.mark.parametrize("key_type, by_hand", ISSUERS, ids=ISSUER_IDS)
+def test_issuer_is_found_with_and_without_verify_directly_issued_by(key_type, by_hand):
+    ca = TestCA("Issuer %s" % key_type, key_type=key_type, pss_by_hand=by_hand)
+    leaf = ca.leaf("shop.test")
+    assert certificates.is_issued_by(leaf, ca.certificate)
+    assert certificates.is_issued_by(WithoutIssuerCheck(leaf), ca.certificate)
+    assert certificates.find_issuer(WithoutIssuerCheck(leaf), [TestCA("Other").certificate, ca.certificate]) \
+        is ca.certificate
+    assert native_answer(leaf, ca.certificate) in (True, None)
+
+
+@pytest.mark.parametrize("key_type, by_hand", ISSUERS, ids=ISSUER_IDS)
+def test_impostor_with_the_same_name_is_refused_with_and_without_verify_directly_issued_by(key_type, by_hand):
+    ca = TestCA("Issuer %s" % key_type, key_type=key_type, pss_by_hand=by_hand)
+    impostor = TestCA("Issuer %s" % key_type, key_type=key_type, pss_by_hand=by_hand)
+    leaf = ca.leaf("shop.test")
+    assert leaf.issuer == impostor.certificate.subject
+    assert not certificates.is_issued_by(leaf, impostor.certificate)
+    assert not certificates.is_issued_by(WithoutIssuerCheck(leaf), impostor.certificate)
+    assert certificates.find_issuer(WithoutIssuerCheck(leaf), [impostor.certificate]) is None
+    assert native_answer(leaf, impostor.certificate) in (False, None)
+
+
+@pytest.mark.parametrize("hash_algorithm, salt_length, mgf_hash", [
+    (hashes.SHA256(), 32, None),
+    (hashes.SHA256(), 0, None),
+    (hashes.SHA384(), 200, None),
+    (hashes.SHA512(), 64, hashes.SHA256()),
+    (hashes.SHA256(), 32, hashes.SHA1()),
+])
+def test_pss_parameters_are_read_from_the_certificate(hash_algorithm, salt_length, mgf_hash):
+    ca = TestCA("PSS CA", key_type="rsa")
+    builder = (x509.CertificateBuilder().subject_name(x509.Name([])).issuer_name(ca.certificate.subject)
+               .public_key(ca.key.public_key()).serial_number(7)
+               .not_valid_before(datetime.datetime(2025, 1, 1)).not_valid_after(datetime.datetime(2035, 1, 1)))
+    signed = pss_certificate(builder, ca.key, hash_algorithm, salt_length, mgf_hash, by_hand=True)
+    found_hash, (found_mgf_hash, found_salt) = signatures.signature_parameters(signed)
+    assert (found_hash.name, found_mgf_hash.name, found_salt) == \
+        (hash_algorithm.name, (mgf_hash or hash_algorithm).name, salt_length)
+    assert certificates.is_issued_by(WithoutIssuerCheck(signed), ca.certificate)
+    assert native_answer(signed, ca.certificate) in (True, None)
+    impostor = TestCA("PSS CA", key_type="rsa")
+    assert not certificates.is_issued_by(WithoutIssuerCheck(signed), impostor.certificate)
+
+
+@pytest.mark.parametrize("parameters", [b"", b"\x30\x00"], ids=["absent", "empty"])
+def test_pss_parameters_left_out_take_the_rfc_4055_defaults(parameters):
+    pss_oid = bytes.fromhex("06092a864886f70d01010a")  # 1.2.840.113549.1.1.10
+    hash_algorithm, mgf_hash, salt_length = signatures._pss_parameters(pss_oid + parameters)
+    assert (hash_algorithm.name, mgf_hash.name, salt_length) == ("sha1", "sha1", 20)
+
+
+@pytest.mark.parametrize("garbage", [b"\x30", b"\x30\x05\x06", b"\x30\x85\x01\x02\x03\x04\x05\x00"])
+def test_broken_der_is_a_value_error(garbage):
+    with pytest.raises(ValueError):
+        signatures._der_elements(garbage)
+
+
+@pytest.mark.parametrize("salt_length", [32, "max"])
+def test_pss_without_parameters_or_auto_tries_the_usual_salt_lengths(monkeypatch, salt_length):
+    ca = TestCA("PSS CA", key_type="rsa")
+    data = b"to be signed"
+    salt = padding.PSS.MAX_LENGTH if salt_length == "max" else salt_length
+    signature = ca.key.sign(data, padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=salt), hashes.SHA256())
+    monkeypatch.delattr(padding.PSS, "AUTO", raising=False)  # as before cryptography 37
+    pss_oid = SignatureAlgorithmOID.RSASSA_PSS
+    signatures.verify_signature(ca.key.public_key(), signature, data, hashes.SHA256(), pss_oid)
+    with pytest.raises(InvalidSignature):
+        signatures.verify_signature(TestCA("PSS CA", key_type="rsa").key.public_key(), signature, data,
+                                    hashes.SHA256(), pss_oid)

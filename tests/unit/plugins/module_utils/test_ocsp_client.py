@@ -17,6 +17,10 @@ import pytest
 from cryptography.x509 import ocsp
 
 from ansible_collections.fleet.stapling.plugins.module_utils import ocsp_client
+from ansible_collections.fleet.stapling.tests.unit.plugins.module_utils.certificate_factory import (
+    new_key,
+    pss_ocsp_response,
+)
 from ansible_collections.fleet.stapling.tests.unit.plugins.module_utils.ocsp_factory import (
     NOW,
     LocalResponder,
@@ -61,7 +65,18 @@ def test_request_names_the_serial_and_issuer_with_sha1_and_carries_the_nonce(ca,
     assert parsed.serial_number == leaf.certificate.serial_number
     assert parsed.hash_algorithm.name == "sha1"
     assert parsed.issuer_key_hash == request.issuer_key_hash
-    assert nonce_of(der) == nonce and len(nonce) == 16
+    assert len(nonce) == 16
+    # RFC 8954 on the wire, whatever the cryptography release: extnValue = OCTET STRING { OCTET STRING nonce }
+    assert b"\x04\x12\x04\x10" + nonce in der
+
+
+def test_an_echo_of_the_nonce_is_recognised_as_such_by_any_cryptography_release(ca, leaf):
+    nonce = ocsp_client.new_nonce()
+    _request, der = ocsp_client.build_request(leaf.certificate, ca.certificate, nonce)
+    # What a responder (here one using this same cryptography release) reads from the request and echoes.
+    answer = response(leaf, ca.ca, nonce=nonce_of(der))
+    assert read(answer, leaf, ca, nonce)["nonce"] == "echoed"
+    assert read(answer, leaf, ca, ocsp_client.new_nonce())["nonce"] == "mismatch"
 
 
 def test_request_without_nonce_has_no_extension(ca, leaf):
@@ -123,6 +138,21 @@ def test_delegate_of_another_ca_with_the_same_name_is_rejected(ca, leaf):
 def test_responder_id_matching_no_certificate_at_hand_is_unknown(ca, leaf):
     facts = read(response(leaf, ca.ca, signer=ca.signer(), include_signer=False), leaf, ca)
     assert (facts["signature_valid"], facts["signer"]) == (False, "unknown")
+
+
+@pytest.mark.parametrize("salt_length", [32, 0, 222])
+def test_answer_signed_with_rsa_pss_verifies_on_every_cryptography(salt_length):
+    # No cryptography release signs an OCSP response with PSS or names the hash of one that is (its
+    # signature_hash_algorithm raises); the parameters are read from the DER instead, on every release.
+    rsa_ca = OcspCA("Unit RSA CA", key=new_key("rsa"))
+    rsa_leaf = rsa_ca.leaf("rsa.test")
+    der = pss_ocsp_response(response(rsa_leaf, rsa_ca.ca), rsa_ca.ca.key, salt_length=salt_length)
+    assert ocsp.load_der_ocsp_response(der).signature_algorithm_oid.dotted_string == "1.2.840.113549.1.1.10"
+    facts = read(der, rsa_leaf, rsa_ca)
+    assert (facts["parse_error"], facts["signature_valid"], facts["signer"]) == (None, True, "issuer")
+    forged = pss_ocsp_response(response(rsa_leaf, rsa_ca.ca), new_key("rsa"), salt_length=salt_length)
+    facts = read(forged, rsa_leaf, rsa_ca)
+    assert facts["signature_valid"] is False and "does not verify" in facts["signature_error"]
 
 
 def test_tampered_signature_does_not_verify(ca, leaf):

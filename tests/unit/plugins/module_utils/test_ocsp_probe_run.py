@@ -179,7 +179,7 @@ def test_one_url_with_two_issuers_is_two_responders(tmp_path, servers):
     first_answers, second_answers = CaResponder(first, [leaf_one]), CaResponder(second, [leaf_two])
 
     def answer(handler):
-        serial = ocsp.load_der_ocsp_request(handler.server.requests[-1]["body"]).serial_number
+        serial = ocsp.load_der_ocsp_request(handler.request_body).serial_number
         return (first_answers if serial in first_answers.leaves else second_answers)(handler)
 
     server.set(answer)

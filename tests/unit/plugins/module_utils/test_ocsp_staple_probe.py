@@ -3,7 +3,10 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""The stapled check against small pyOpenSSL TLS servers on loopback, and the run's view of it."""
+"""The stapled check against small pyOpenSSL TLS servers on loopback, and the run's view of it.
+
+Both staple clients (pyOpenSSL, openssl s_client) and the standard library's handshake-only check are run.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +16,9 @@ import threading
 import time
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
-from ansible_collections.fleet.stapling.plugins.module_utils import ocsp_probe_run, staple_probe
+from ansible_collections.fleet.stapling.plugins.module_utils import ocsp_probe_run, staple_openssl_cli, staple_probe
 from ansible_collections.fleet.stapling.tests.unit.plugins.module_utils.ocsp_factory import (
     NOW,
     OcspCA,
@@ -37,7 +41,10 @@ def load_identity(context, leaf, chain):
             context.add_extra_chain_cert(extra)
     except TypeError:
         context.use_certificate(OpenSSL_crypto.X509.from_cryptography(leaf.certificate))
-        context.use_privatekey(OpenSSL_crypto.PKey.from_cryptography_key(leaf.key))
+        # PKey.from_cryptography_key of pyOpenSSL 21-22 takes RSA and DSA keys only; PEM suits every key type.
+        key_pem = leaf.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                         serialization.NoEncryption())
+        context.use_privatekey(OpenSSL_crypto.load_privatekey(OpenSSL_crypto.FILETYPE_PEM, key_pem))
         for extra in chain:
             context.add_extra_chain_cert(OpenSSL_crypto.X509.from_cryptography(extra))
 
@@ -222,3 +229,157 @@ def test_unreachable_vhost_is_counted_as_such():
     assert report["stapled"][0]["status"] == "unreachable"
     assert report["stapled"][0]["error_class"] == "connect_refused"
     assert report["summary"]["stapled_unreachable"] == 1
+
+
+# ---------------------------------------------------------------------------------------------- without pyOpenSSL
+
+
+needs_openssl = pytest.mark.skipif(staple_openssl_cli.find_openssl() is None, reason="no openssl command")
+
+
+@pytest.fixture
+def no_pyopenssl(monkeypatch):
+    """A host whose Python has no pyOpenSSL: what the module sees when the import failed."""
+    monkeypatch.setattr(staple_probe, "HAS_PYOPENSSL", False)
+
+
+@needs_openssl
+def test_without_pyopenssl_the_staple_comes_through_s_client(no_pyopenssl, tls, ca, leaf):
+    staple = response(leaf, ca.ca)
+    server = tls(leaf, chain=[ca.certificate], staple=staple)
+    assert staple_probe.staple_client() == "openssl-s_client"
+    facts = staple_probe.fetch_staple(["127.0.0.1"], server.port, "shop.test", 3)
+    assert (facts["client"], facts["handshake"], facts["stapled"], facts["staple"]) == (
+        "openssl-s_client", "ok", True, staple)
+    assert [cert.serial_number for cert in facts["chain"]] == [leaf.certificate.serial_number,
+                                                               ca.certificate.serial_number]
+    assert b"shop.test" in server.server_names
+
+
+@needs_openssl
+@pytest.mark.parametrize("kind", ["good", "revoked", "none"])
+def test_both_clients_reach_the_same_verdict(tls, ca, leaf, kind):
+    staple = {"good": response(leaf, ca.ca), "revoked": response(leaf, ca.ca, status="revoked"), "none": None}[kind]
+    server = tls(leaf, chain=[ca.certificate], staple=staple)
+    entries = {}
+    for client in ("pyopenssl", "openssl-s_client"):
+        target = ocsp_probe_run.StapleTarget("127.0.0.1", server.port, "shop.test", expected=True)
+        report = ocsp_probe_run.run([], ocsp_probe_run.Settings(timeout=3, staple_client=client), [target])
+        entries[client] = report["stapled"][0]
+    assert [entry["client"] for entry in entries.values()] == ["pyopenssl", "openssl-s_client"]
+    first, second = entries["pyopenssl"], entries["openssl-s_client"]
+    for key in ("handshake", "stapled", "status", "healthy", "error_class", "ocsp", "certificate"):
+        assert first[key] == second[key], key
+    assert first["status"] == {"good": "good", "revoked": "bad", "none": "not_stapled"}[kind]
+
+
+@needs_openssl
+def test_s_client_failures_map_to_the_same_handshake_values(no_pyopenssl, tls, leaf):
+    server = tls(leaf, handshake=False)
+    started = time.monotonic()
+    hanging = staple_probe.fetch_staple(["127.0.0.1"], server.port, "shop.test", 0.8)
+    assert time.monotonic() - started < 2.5
+    refused = staple_probe.fetch_staple(["127.0.0.1"], closed_port(), "shop.test", 1)
+    assert (hanging["client"], hanging["handshake"]) == ("openssl-s_client", "timeout")
+    assert (refused["handshake"], refused["connect"]["result"]) == ("not_tried", "refused")
+
+
+@needs_openssl
+def test_s_client_against_plain_http_is_a_failed_handshake(no_pyopenssl):
+    port, worker, listener = plain_http_server(connections=2)  # the connect check, then s_client's own
+    facts = staple_probe.fetch_staple(["127.0.0.1"], port, "shop.test", 3)
+    worker.join(5)
+    listener.close()
+    assert (facts["handshake"], facts["handshake_error"]) == ("failed", "TLS error: wrong version number")
+
+
+def test_without_any_staple_client_the_check_says_so(no_pyopenssl, monkeypatch):
+    monkeypatch.setattr(staple_openssl_cli, "find_openssl", lambda: None)
+    assert staple_probe.staple_client() is None
+    with pytest.raises(staple_probe.StapleProbeError, match="needs pyOpenSSL .* or the openssl command"):
+        staple_probe.fetch_staple(["127.0.0.1"], closed_port(), None, 1)
+    target = ocsp_probe_run.StapleTarget("127.0.0.1", closed_port(), None)
+    with pytest.raises(staple_probe.StapleProbeError, match="stapled_check: handshake"):
+        ocsp_probe_run.run([], ocsp_probe_run.Settings(timeout=1), [target])
+    # the handshake check needs neither
+    report = ocsp_probe_run.run([], ocsp_probe_run.Settings(timeout=1, stapled_check="handshake"), [target])
+    assert (report["stapled"][0]["client"], report["stapled"][0]["status"]) == ("ssl", "unreachable")
+
+
+# ---------------------------------------------------------------------------------------------- the handshake alone
+
+
+def plain_http_server(connections=1):
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(connections)
+
+    def answer_http():
+        for _connection in range(connections):
+            client, _address = listener.accept()
+            client.settimeout(2)
+            try:
+                client.recv(4096)
+                client.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
+            except OSError:
+                pass
+            client.close()
+
+    worker = threading.Thread(target=answer_http, daemon=True)
+    worker.start()
+    return listener.getsockname()[1], worker, listener
+
+
+def test_handshake_only_with_the_standard_library(no_pyopenssl, tls, ca, leaf):
+    server = tls(leaf, chain=[ca.certificate], staple=response(leaf, ca.ca))
+    facts = staple_probe.check_handshake(["127.0.0.1"], server.port, "shop.test", 3)
+    assert (facts["client"], facts["handshake"], facts["stapled"], facts["staple"]) == ("ssl", "ok", None, None)
+    assert facts["tls_version"].startswith("TLSv1") and facts["latency"] is not None
+    assert [cert.serial_number for cert in facts["chain"]] == [leaf.certificate.serial_number]
+    assert server.server_names == [b"shop.test"]
+
+
+def test_handshake_only_failures(tls, leaf):
+    server = tls(leaf, handshake=False)
+    started = time.monotonic()
+    hanging = staple_probe.check_handshake(["127.0.0.1"], server.port, "shop.test", 0.5)
+    assert time.monotonic() - started < 1.5
+    refused = staple_probe.check_handshake(["127.0.0.1"], closed_port(), "shop.test", 1)
+    port, worker, listener = plain_http_server()
+    plain = staple_probe.check_handshake(["127.0.0.1"], port, "shop.test", 2)
+    worker.join(5)
+    listener.close()
+    assert hanging["handshake"] == "timeout"
+    assert (refused["handshake"], refused["connect"]["result"]) == ("not_tried", "refused")
+    assert (plain["handshake"], plain["handshake_error"]) == ("failed", "TLS error: wrong version number")
+
+
+def test_handshake_only_through_the_run(tls, ca, leaf):
+    server = tls(leaf, chain=[ca.certificate])  # staples nothing: not asked, so not held against it
+    alive = ocsp_probe_run.StapleTarget("127.0.0.1", server.port, "shop.test", expected=True)
+    dead = ocsp_probe_run.StapleTarget("127.0.0.1", closed_port(), "shop.test", expected=True)
+    report = ocsp_probe_run.run([], ocsp_probe_run.Settings(timeout=2, stapled_check="handshake"), [alive, dead])
+    up, down = report["stapled"]
+    assert (up["client"], up["handshake"], up["stapled"], up["status"], up["healthy"]) == (
+        "ssl", "ok", None, "not_checked", True)
+    assert up["ocsp"] is None and up["certificate"]["serial"] == "%X" % leaf.certificate.serial_number
+    assert "not checked" in up["message"]
+    assert (down["status"], down["healthy"], down["error_class"]) == ("unreachable", False, "connect_refused")
+    assert (report["summary"]["staple_not_checked"], report["summary"]["stapled_unreachable"]) == (1, 1)
+
+
+def test_stapled_check_must_be_known():
+    with pytest.raises(ocsp_probe_run.ProbeInputError, match="stapled_check"):
+        ocsp_probe_run.Settings(stapled_check="ocsp")
+
+
+def test_a_staple_the_client_could_not_read_is_not_judged(monkeypatch):
+    facts = {"handshake": "ok", "stapled": True, "staple": None, "chain": [], "client": "openssl-s_client",
+             "read_error": "openssl s_client printed a staple whose bytes are not in its -msg dump",
+             "connect": {"result": "ok", "address": "127.0.0.1"}, "address": "127.0.0.1"}
+    monkeypatch.setattr(staple_probe, "fetch_staple", lambda *args, **kwargs: dict(facts))
+    target = ocsp_probe_run.StapleTarget("127.0.0.1", 443, None, expected=True)
+    entry = ocsp_probe_run.run([], ocsp_probe_run.Settings(timeout=1, staple_client="openssl-s_client"),
+                               [target])["stapled"][0]
+    assert (entry["status"], entry["healthy"], entry["error_class"]) == ("not_checked", None, None)
+    assert "-msg dump" in entry["message"]
