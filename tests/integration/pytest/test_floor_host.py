@@ -31,15 +31,33 @@ from playbook_runs import (
 
 FLOOR_PYTHON = "3.8"
 FLOOR_CRYPTOGRAPHY = "3.4.8"
+BELOW_FLOOR_CRYPTOGRAPHY = "3.3.2"  # Debian 11's
+MODULES_NEEDING_CRYPTOGRAPHY = ("apache_stapling_info", "apache_stapling", "ocsp_probe")
+
+
+def compat_python(cryptography_version: str) -> str:
+    """The python of the compatibility matrix's venv: Python 3.8 with that cryptography and no pyOpenSSL."""
+    completed = subprocess.run(
+        [str(REPO_ROOT / "tests" / "tools" / "compat_venv.sh"), FLOOR_PYTHON, cryptography_version, "no-pyopenssl"],
+        capture_output=True, text=True, timeout=900, check=False)
+    assert completed.returncode == 0, f"no such interpreter:\n{completed.stdout}{completed.stderr}"
+    return completed.stdout.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="module")
 def floor_python() -> str:
+    return compat_python(FLOOR_CRYPTOGRAPHY)
+
+
+def run_module(fleet, inventory: Path, module: str, arguments: str) -> tuple[int, dict]:
+    """One module on web1 in check mode, through the lab inventory plus ``inventory``: the exit code and the
+    module's result."""
     completed = subprocess.run(
-        [str(REPO_ROOT / "tests" / "tools" / "compat_venv.sh"), FLOOR_PYTHON, FLOOR_CRYPTOGRAPHY, "no-pyopenssl"],
-        capture_output=True, text=True, timeout=900, check=False)
-    assert completed.returncode == 0, f"no floor interpreter:\n{completed.stdout}{completed.stderr}"
-    return completed.stdout.strip().splitlines()[-1]
+        [str(Path(sys.executable).with_name("ansible")), "web1", "--check", "-i", str(fleet.lab.inventory),
+         "-i", str(inventory), "-m", module, "-a", arguments],
+        env=fleet.env, capture_output=True, text=True, timeout=120, check=False)
+    assert "=>" in completed.stdout, completed.stdout + completed.stderr
+    return completed.returncode, json.loads(completed.stdout.split("=>", 1)[1])
 
 
 def floor_inventory(directory: Path, floor_python: str) -> Path:
@@ -71,12 +89,9 @@ def test_the_floor_interpreter_is_what_the_modules_get_over_ssh(fleet, floor_pyt
          "importlib.util.find_spec('OpenSSL') is not None)"],
         capture_output=True, text=True, timeout=60, check=True)
     assert completed.stdout.split() == [FLOOR_CRYPTOGRAPHY, "False"]
-    facts = subprocess.run(
-        [str(Path(sys.executable).with_name("ansible")), "web1", "-i", str(fleet.lab.inventory),
-         "-i", str(inventory), "-m", "ansible.builtin.setup", "-a", "gather_subset=!all,!min,python"],
-        env=fleet.env, capture_output=True, text=True, timeout=120, check=False)
-    assert facts.returncode == 0, facts.stdout + facts.stderr
-    python = json.loads(facts.stdout.split("=>", 1)[1])["ansible_facts"]["ansible_python"]
+    returncode, facts = run_module(fleet, inventory, "ansible.builtin.setup", "gather_subset=!all,!min,python")
+    assert returncode == 0, facts
+    python = facts["ansible_facts"]["ansible_python"]
     assert (python["version"]["major"], python["version"]["minor"]) == (3, 8), python
     assert python["executable"] == floor_python, python
 
@@ -124,3 +139,21 @@ def test_probe_then_scoped_disable_then_enable_work_at_the_floor(fleet, floor_op
         assert_reloaded(fleet, name, switched_off[name])
     for name in HOST_NAMES:
         assert_clients_see(fleet, name, expected_staples(hosts[name]))
+
+
+def test_below_the_floor_every_module_that_needs_cryptography_says_so_without_a_traceback(fleet, tmp_path):
+    below_floor_python = compat_python(BELOW_FLOOR_CRYPTOGRAPHY)
+    inventory = floor_inventory(tmp_path, below_floor_python)
+    instance = "ctl='{{ stapling_apache_ctl }}' config_file='{{ stapling_apache_config_file }}'"
+    for module in MODULES_NEEDING_CRYPTOGRAPHY:
+        options = instance + (" discover=true" if module == "ocsp_probe" else "")
+        options += " state=disabled" if module == "apache_stapling" else ""
+        returncode, result = run_module(fleet, inventory, f"fleet.stapling.{module}", options)
+        assert returncode != 0, (module, result)
+        message = result["msg"]
+        assert f"cryptography {BELOW_FLOOR_CRYPTOGRAPHY} is too old" in message, (module, message)
+        assert f">= {FLOOR_CRYPTOGRAPHY}" in message and below_floor_python in message, (module, message)
+        assert "Traceback" not in json.dumps(result) and not result.get("module_stderr"), (module, result)
+    # apache_stapling_log reads no certificate's signature: it still works there, certificates or not.
+    returncode, result = run_module(fleet, inventory, "fleet.stapling.apache_stapling_log", instance)
+    assert returncode == 0, result
