@@ -126,8 +126,9 @@ def is_issued_by(certificate, issuer):
             certificate.verify_directly_issued_by(issuer)
         else:
             hash_algorithm, pss = signatures.signature_parameters(certificate)
-            signatures.verify_signature(issuer.public_key(), certificate.signature, certificate.tbs_certificate_bytes,
-                             hash_algorithm, certificate.signature_algorithm_oid, pss)
+            signatures.verify_signature(issuer.public_key(), certificate.signature,
+                                        certificate.tbs_certificate_bytes, hash_algorithm,
+                                        certificate.signature_algorithm_oid, pss)
     except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
         return False
     return True

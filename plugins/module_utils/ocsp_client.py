@@ -475,7 +475,7 @@ def check_signature(response, issuer, now):
     try:
         hash_algorithm, pss = signatures.signature_parameters(response)
         signatures.verify_signature(signer.public_key(), response.signature, response.tbs_response_bytes,
-                                      hash_algorithm, response.signature_algorithm_oid, pss)
+                                    hash_algorithm, response.signature_algorithm_oid, pss)
     except InvalidSignature:
         return False, kind, subject, "the signature by %s does not verify" % subject
     except (TypeError, ValueError, UnsupportedAlgorithm) as exc:
