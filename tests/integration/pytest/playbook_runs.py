@@ -15,6 +15,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from conftest import HOST_NAMES, REPO_ROOT, error_log_reloads, master_alive, staple_status
 from server_root import snapshot
 
@@ -65,7 +67,7 @@ class Operator:
         # The lab is on loopback: a proxy of the machine running the tests must not come between.
         self.env = {key: value for key, value in fleet.env.items() if key.lower() != "http_proxy"}
 
-    def run(self, playbook: str, inventories: tuple[Path, ...] = (), **extra_vars) -> PlaybookRun:
+    def run(self, playbook: str, inventories: tuple[Path, ...] = (), check: bool = False, **extra_vars) -> PlaybookRun:
         self.runs += 1
         run_dir = self.scratch / f"{self.runs:02d}-{playbook}"
         report_dir = run_dir / "reports"
@@ -75,7 +77,7 @@ class Operator:
         command = [str(ANSIBLE_PLAYBOOK), "-i", str(self.fleet.lab.inventory)]
         for inventory in inventories:
             command += ["-i", str(inventory)]
-        command += [str(PLAYBOOKS / f"{playbook}.yml"), "-e", f"@{vars_file}"]
+        command += [str(PLAYBOOKS / f"{playbook}.yml"), "-e", f"@{vars_file}"] + ["--check", "--diff"] * check
         completed = subprocess.run(command, cwd=run_dir, env=self.env, capture_output=True, text=True,
                                    timeout=PLAYBOOK_TIMEOUT, check=False)
         json_report = report_dir / f"{playbook}.json"
@@ -95,6 +97,19 @@ class Operator:
 
     def responder_netloc(self, ca: str) -> str:
         return self.responder_url(ca).split("/")[2]
+
+
+@pytest.fixture
+def operator(fleet, tmp_path):
+    """The operator of the module's lab; afterwards every responder answers ``ok`` and every host is pristine.
+
+    Test modules import it with the names they use (pytest finds a fixture by its name in the module)."""
+    try:
+        yield Operator(fleet, tmp_path)
+    finally:
+        fleet.lab.cli("fault", "all", "ok")
+        for name in HOST_NAMES:
+            fleet.reset(name)
 
 
 # ---------------------------------------------------------------- the report

@@ -18,13 +18,9 @@ import json
 import re
 from pathlib import Path
 
-import pytest
-from cryptography import x509
-
 from conftest import HOST_NAMES, expected_staples
 from playbook_runs import (
     ALPHA_OCSP_HOST,
-    Operator,
     assert_clients_see,
     assert_reloaded,
     assert_report_consistent,
@@ -32,6 +28,7 @@ from playbook_runs import (
     fleet_state,
     host_state,
     names_of,
+    operator,  # noqa: F401  (a fixture)
     server_names,
     stapling_names,
     switch_off_alpha_sites_with_the_module,
@@ -39,20 +36,6 @@ from playbook_runs import (
 from server_root import snapshot
 
 INJECTED_COMPLAINT = "AH00526: Syntax error injected by the playbook test"
-
-
-# ---------------------------------------------------------------- the operator
-
-
-@pytest.fixture
-def operator(fleet, tmp_path):
-    """The operator of the module's lab; afterwards every responder answers ``ok`` and every host is pristine."""
-    try:
-        yield Operator(fleet, tmp_path)
-    finally:
-        fleet.lab.cli("fault", "all", "ok")
-        for name in HOST_NAMES:
-            fleet.reset(name)
 
 
 # ---------------------------------------------------------------- controlling the instance
@@ -380,57 +363,3 @@ def test_auto_stops_stapling_for_a_dead_responder_except_must_staple_and_staples
     assert again.report["counts"] == {"unchanged": len(HOST_NAMES)}, again.report
     for name in HOST_NAMES:
         assert_untouched(fleet, name, settled[name])
-
-
-# ---------------------------------------------------------------- the role's CA bundle
-
-# Inside the ServerRoot, so that the snapshots see it and the lab's reset removes it; templated per host by Ansible.
-BUNDLE_PATH_ON_THE_HOST = "{{ stapling_apache_server_root }}/fleet-stapling-ca-bundle.pem"
-
-
-def test_ca_bundle_from_der_and_pem_files_is_deployed_without_duplicates_and_stapling_keeps_working(fleet, operator):
-    pki = fleet.lab.dir / "pki"
-    sources = sorted(str(path) for path in (pki / "alpha" / "bundle-der").glob("*.der"))
-    sources += [str(pki / "beta" / "bundle.pem")] * 2  # the second copy adds nothing
-    expected_subjects = {
-        x509.load_der_x509_certificate(Path(path).read_bytes()).subject for path in sources if path.endswith(".der")
-    } | {certificate.subject for certificate in x509.load_pem_x509_certificates((pki / "beta" / "bundle.pem").read_bytes())}
-    assert len(expected_subjects) == 4
-
-    run = operator.run("enable_stapling", stapling_ca_bundle_sources=sources,
-                       stapling_ca_bundle_path=BUNDLE_PATH_ON_THE_HOST)
-
-    assert run.returncode == 0, run.output
-    rows = assert_report_consistent(run, "enable_stapling")
-    for name, host in ((name, fleet.host(name)) for name in HOST_NAMES):
-        assert rows[name]["status"] != "failed", rows[name]
-        bundle = Path(host["server_root"]) / "fleet-stapling-ca-bundle.pem"
-        certificates = x509.load_pem_x509_certificates(bundle.read_bytes())
-        assert len(certificates) == 4, [c.subject.rfc4514_string() for c in certificates]
-        assert {certificate.subject for certificate in certificates} == expected_subjects
-        entries = snapshot(Path(host["server_root"]))
-        pointing = [path for path, entry in entries.items()
-                    if entry[0] == "file" and f"SSLCACertificateFile {bundle}".encode() in entry[1]]
-        assert pointing, f"{name}: no config file names the bundle"
-        configtest = fleet.configtest(name)
-        assert configtest.returncode == 0, configtest.stderr
-        assert_clients_see(fleet, name, expected_staples(host))
-
-
-def test_ca_bundle_without_the_issuer_of_a_leaf_only_vhost_is_refused_naming_it_and_nothing_is_deployed(
-        fleet, operator):
-    host = fleet.host("web2")
-    site = Path(host["server_root"]) / "conf.d" / "www-beta.web2.lab.test.conf"
-    leaf_only = re.sub(rb"(?m)^[ \t]*SSLCertificateChainFile[ \t].*\n", b"", site.read_bytes())
-    assert leaf_only != site.read_bytes()
-    site.write_bytes(leaf_only)  # www-beta's chain now lacks its issuer, beta's intermediate
-    before = host_state(fleet, "web2")
-
-    run = operator.run("enable_stapling", stapling_target_hosts="web2",
-                       stapling_ca_bundle_sources=[str(fleet.lab.dir / "pki" / "alpha" / "bundle.pem")],
-                       stapling_ca_bundle_path=BUNDLE_PATH_ON_THE_HOST)
-
-    assert run.returncode != 0, run.output
-    failures = [line for line in run.output.splitlines() if line.startswith("fatal: [web2]")]
-    assert any("www-beta.web2.lab.test" in line and "no issuer" in line for line in failures), run.output
-    assert_untouched(fleet, "web2", before)
