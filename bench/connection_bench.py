@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,7 +38,7 @@ TRANSPORTS = {
     "ssh": {},
     "ssh-no-pipelining": {"ansible_ssh_pipelining": False},
 }
-# (name, extra vars): read-only runs first; disable then enable leaves the lab as it found it.
+# (name, extra vars): read-only runs first; each disable is undone by the enable after it.
 RUNS = (
     ("probe_responders", {}),
     ("audit_stapling", {}),
@@ -71,12 +72,13 @@ def run_once(lab: RunningLab, env: dict, scratch: Path, playbook: str, extra_var
 
 
 def measure(lab: RunningLab, env: dict, scratch: Path, repeat: int) -> dict:
+    """Best time per (playbook, transport). The transports take turns, one full set of runs each per round,
+    so that whatever else the machine is doing weighs on all three alike."""
     best = {}
-    for transport, overrides in TRANSPORTS.items():
-        transport_env = dict(env)
-        for _round in range(repeat):
+    for _round in range(repeat):
+        for transport, overrides in TRANSPORTS.items():
             for playbook, extra_vars in RUNS:
-                seconds = run_once(lab, transport_env, scratch, playbook, dict(extra_vars, **overrides))
+                seconds = run_once(lab, env, scratch, playbook, dict(extra_vars, **overrides))
                 key = (playbook, transport)
                 best[key] = min(best.get(key, seconds), seconds)
     return best
@@ -96,6 +98,7 @@ def main() -> int:
         best = measure(lab, environment(collections, lab), scratch, options.repeat)
     finally:
         lab.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
     print(f"{options.hosts} hosts, best of {options.repeat}; ratio = seconds / seconds of the local run")
     print(f"{'playbook':<18}" + "".join(f"{transport:>24}" for transport in TRANSPORTS))
     for playbook, _extra_vars in RUNS:

@@ -28,6 +28,5 @@ options:
       - When omitted, it comes from C(-d) in O(ctl), else from the C(HTTPD_ROOT) that C(ctl -V) reports.
     type: path
 requirements:
-  - Python >= 3.8 and cryptography >= 3.4.8 on the managed host (the distribution's C(python3-cryptography) is
-    enough on Debian 12, Ubuntu 22.04 and 24.04, RHEL 9 and its rebuilds); pyOpenSSL is never required
+  - Python >= 3.8 on the managed host
 """

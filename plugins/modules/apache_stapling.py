@@ -29,6 +29,9 @@ description:
   - On cPanel servers the generated main C(httpd.conf) is never edited; server-scope changes go to
     C(includes/pre_virtualhost_global.conf) and per-vhost changes to the vhost's userdata include directory.
   - The module never reloads Apache; reloading is the job of a handler.
+requirements:
+  - cryptography >= 3.4.8 on the managed host (the distribution's C(python3-cryptography) is enough on Debian 12,
+    Ubuntu 22.04 and 24.04, RHEL 9 and its rebuilds)
 author:
   - fleet.stapling maintainers (@fleet-stapling)
 extends_documentation_fragment:

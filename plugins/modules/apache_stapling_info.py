@@ -18,6 +18,9 @@ description:
   - Also reports the server-scope stapling directives, C(SSLSessionCache), the Apache version and whether the socache
     module that the stapling cache needs is loaded.
   - Changes nothing; meant for audits and for playbook conditions.
+requirements:
+  - cryptography >= 3.4.8 on the managed host (the distribution's C(python3-cryptography) is enough on Debian 12,
+    Ubuntu 22.04 and 24.04, RHEL 9 and its rebuilds)
 author:
   - fleet.stapling maintainers (@fleet-stapling)
 extends_documentation_fragment:

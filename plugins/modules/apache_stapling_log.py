@@ -40,6 +40,9 @@ description:
   - Lines without a time (an C(ErrorLogFormat) without C(%t)) cannot be placed in the window. They are counted in
     RV(logs[].untimed_lines) but not reported.
   - Read-only. It never reports a change.
+requirements:
+  - cryptography >= 3.4.8 on the managed host is optional; with it the report also names the vhosts whose
+    certificates point at each responder
 author:
   - fleet.stapling maintainers (@fleet-stapling)
 extends_documentation_fragment:

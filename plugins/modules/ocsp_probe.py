@@ -47,6 +47,8 @@ attributes:
     support: full
     description: Probing changes nothing on the host. The answers reflect the responders at that moment.
 requirements:
+  - cryptography >= 3.4.8 on the managed host (the distribution's C(python3-cryptography) is enough on Debian 12,
+    Ubuntu 22.04 and 24.04, RHEL 9 and its rebuilds)
   - For O(stapled=true) with O(stapled_check=staple) only, pyOpenSSL or the C(openssl) command (on C(PATH) or
     C(/usr/bin/openssl)) on the managed host. pyOpenSSL is used when both are there.
 options:
