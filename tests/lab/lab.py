@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fleetlab import responder  # noqa: E402
 from fleetlab.apache import LabError  # noqa: E402
-from fleetlab.fleet import DEFAULT_BASE_PORT, DEFAULT_DIR, DEFAULT_HOSTS, Lab  # noqa: E402
+from fleetlab.fleet import DEFAULT_BASE_PORT, DEFAULT_DIR, DEFAULT_HOSTS, START_STATES, Lab  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--hosts", type=int, default=DEFAULT_HOSTS)
     up.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT)
     up.add_argument("--reset", action="store_true", help="restart running hosts with pristine configs")
+    up.add_argument("--start-state", choices=START_STATES, default="stapling",
+                    help="hosts start with stapling set up, or having never had it (default: %(default)s)")
     status = commands.add_parser("status", help="show the lab")
     status.add_argument("--json", action="store_true")
     staples = commands.add_parser("staples", help="show what every vhost staples")
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(lab: Lab, args: argparse.Namespace) -> int:
     if args.command == "up":
-        lab.up(hosts=args.hosts, base_port=args.base_port, reset=args.reset)
+        lab.up(hosts=args.hosts, base_port=args.base_port, reset=args.reset, start_state=args.start_state)
         _print_status(lab.status())
         print(f"\ninventory: {lab.dir / 'inventory.yml'}")
     elif args.command == "status":

@@ -28,6 +28,8 @@ DEFAULT_HOSTS = 3
 HOST_PORT_OFFSET = 10
 # The lab's sshd, through which Ansible reaches every lab host.
 SSH_PORT_OFFSET = 2
+# What the hosts' configs hold at start: stapling set up already, or never had it (no directive at all).
+START_STATES = ("stapling", "never")
 RESPONDER_SCRIPT = Path(responder.__file__).resolve()
 
 # The two CAs' responders are named differently so that "the sites of one CA" can be told apart by host.
@@ -77,15 +79,21 @@ class Lab:
 
     # ------------------------------------------------------------ up
 
-    def up(self, hosts: int = DEFAULT_HOSTS, base_port: int = DEFAULT_BASE_PORT, reset: bool = False) -> dict:
+    def up(self, hosts: int = DEFAULT_HOSTS, base_port: int = DEFAULT_BASE_PORT, reset: bool = False,
+           start_state: str = "stapling") -> dict:
+        """Start (or keep) the lab. ``start_state`` is what the hosts' configs hold before anyone touches them:
+        "stapling" (set up already) or "never" (no stapling directive at all, as on most fresh servers)."""
+        if start_state not in START_STATES:
+            raise LabError(f"unknown start state {start_state!r}; expected one of {', '.join(START_STATES)}")
         if hosts < 1:
             raise LabError("a lab needs at least one host")
         previous = self.load_state()
-        if previous and (previous["base_port"] != base_port or len(previous["hosts"]) != hosts):
+        if previous and (previous["base_port"] != base_port or len(previous["hosts"]) != hosts
+                         or previous.get("start_state", "stapling") != start_state):
             if self._anything_running(previous):
                 raise LabError(
-                    f"a lab with {len(previous['hosts'])} hosts on base port {previous['base_port']} is running "
-                    f"in {self.dir}; run 'lab.py down' first"
+                    f"a lab with {len(previous['hosts'])} hosts on base port {previous['base_port']} (start state "
+                    f"{previous.get('start_state', 'stapling')}) is running in {self.dir}; run 'lab.py down' first"
                 )
             previous = {}
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -97,6 +105,7 @@ class Lab:
             "version": 1,
             "dir": str(self.dir),
             "base_port": base_port,
+            "start_state": start_state,
             "binary": str(binary),
             "responders": {},
             "hosts": [],
@@ -111,7 +120,7 @@ class Lab:
             state["responders"][ca_name] = self._ensure_responder(ca_name, cas[ca_name], port, url, old)
         old_hosts = {host["name"]: host for host in previous.get("hosts", [])}
         for index in range(hosts):
-            plan = self._plan_host(index, base_port, cas, modules_dir)
+            plan = self._plan_host(index, base_port, cas, modules_dir, start_state)
             old = old_hosts.get(plan.name, {})
             pid = old.get("pid")
             running = apache.current_master(pid, plan) is not None
@@ -126,7 +135,7 @@ class Lab:
         write_inventory(self.dir / "inventory.yml", state)
         return state
 
-    def _plan_host(self, index: int, base_port: int, cas: dict, modules_dir: Path) -> HostPlan:
+    def _plan_host(self, index: int, base_port: int, cas: dict, modules_dir: Path, start_state: str) -> HostPlan:
         name = f"web{index + 1}"
         vhosts = []
         for prefix, ca_name, kind, separate_chain in (*COMMON_VHOSTS, SPECIAL_VHOSTS[index % len(SPECIAL_VHOSTS)]):
@@ -152,6 +161,7 @@ class Lab:
             vhosts=vhosts,
             modules_dir=modules_dir,
             run_as="www-data:www-data" if os.geteuid() == 0 else None,
+            stapling=start_state == "stapling",
         )
 
     def _host_record(self, binary: Path, plan: HostPlan, pid: int) -> dict:
@@ -230,7 +240,8 @@ class Lab:
             raise LabError(f"no host {name!r}; the lab has: {', '.join(h['name'] for h in state['hosts'])}")
         cas = {ca_name: pki.load_ca(self.pki_dir, ca_name) for ca_name in CAS}
         binary = Path(state["binary"])
-        plan = self._plan_host(index, state["base_port"], cas, Path(state["hosts"][index]["modules_dir"]))
+        plan = self._plan_host(index, state["base_port"], cas, Path(state["hosts"][index]["modules_dir"]),
+                               state.get("start_state", "stapling"))
         apache.stop(state["hosts"][index]["pid"], plan)
         write_tree(plan, render(plan))
         state["hosts"][index] = self._host_record(binary, plan, apache.start(binary, plan))

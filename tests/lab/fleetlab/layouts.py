@@ -52,6 +52,8 @@ class HostPlan:
     vhosts: list[Vhost]
     modules_dir: Path
     run_as: str | None = None  # "user:group" when started as root
+    # False: the host has never had stapling (no SSLUseStapling, no SSLStaplingCache anywhere), as many do.
+    stapling: bool = True
 
     @property
     def config_file(self) -> Path:
@@ -208,15 +210,22 @@ def _render_debian(host: HostPlan) -> Tree:
         "</IfModule>\n"
     )
     tree.links["mods-enabled/ssl.conf"] = "../mods-available/ssl.conf"
-    tree.files["conf-available/ocsp-stapling.conf"] = (
-        _header("stapling cache, enabled a2enconf-style")
-        + "<IfModule mod_ssl.c>\n"
-        + "    SSLStaplingCache shmcb:${APACHE_RUN_DIR}/ssl_stapling(128000)\n"
-        + "</IfModule>\n"
+    # Debian's package always ships some conf-available snippets, enabled a2enconf-style.
+    tree.files["conf-available/security.conf"] = (
+        _header("as Debian's apache2 package ships it") + "ServerTokens OS\nServerSignature On\nTraceEnable Off\n"
     )
-    tree.links["conf-enabled/ocsp-stapling.conf"] = "../conf-available/ocsp-stapling.conf"
+    tree.links["conf-enabled/security.conf"] = "../conf-available/security.conf"
+    if host.stapling:
+        tree.files["conf-available/ocsp-stapling.conf"] = (
+            _header("stapling cache, enabled a2enconf-style")
+            + "<IfModule mod_ssl.c>\n"
+            + "    SSLStaplingCache shmcb:${APACHE_RUN_DIR}/ssl_stapling(128000)\n"
+            + "</IfModule>\n"
+        )
+        tree.links["conf-enabled/ocsp-stapling.conf"] = "../conf-available/ocsp-stapling.conf"
     for vhost in host.vhosts:
-        block = _vhost_block(host, vhost, f"*:{host.port}", "SSLUseStapling on", indent="    ")
+        stapling = "SSLUseStapling on" if host.stapling else None
+        block = _vhost_block(host, vhost, f"*:{host.port}", stapling, indent="    ")
         site = f"{vhost.server_name}.conf"
         tree.files[f"sites-available/{site}"] = "\n".join(["<IfModule mod_ssl.c>", *block, "</IfModule>", ""])
         tree.links[f"sites-enabled/{site}"] = f"../sites-available/{site}"
@@ -266,8 +275,8 @@ def _render_rhel(host: HostPlan) -> Tree:
             f"Listen 127.0.0.1:{host.port} https",
             "SSLSessionCache         shmcb:run/sslcache(512000)",
             "SSLSessionCacheTimeout  300",
-            "SSLStaplingCache        shmcb:run/ssl_stapling(128000)",
-            "SSLUseStapling          on",
+            *(["SSLStaplingCache        shmcb:run/ssl_stapling(128000)", "SSLUseStapling          on"]
+              if host.stapling else []),
             "",
         ]
     )
@@ -292,7 +301,7 @@ def _render_cpanel(host: HostPlan) -> Tree:
         include = f'IncludeOptional "{root}/{userdata}/*.conf"'
         vhost_lines += _vhost_block(host, vhost, f"127.0.0.1:{host.port}", include)
         vhost_lines.append("")
-        if position == 0:
+        if position == 0 and host.stapling:
             tree.files[f"{userdata}/stapling.conf"] = "sslusestapling On\r\n"
     tree.files["conf/httpd.conf"] = "\n".join(
         [
@@ -320,12 +329,14 @@ def _render_cpanel(host: HostPlan) -> Tree:
             "<IfModule ssl_module>",
             f"    SSLSessionCache shmcb:{root}/logs/ssl_gcache_data(512000)",
             "    SSLSessionCacheTimeout 300",
-            "    SSLUseStapling on",
-            f"    SSLStaplingCache shmcb:{root}/run/stapling_cache(256000)",
-            "    SSLStaplingReturnResponderErrors off",
-            "    SSLStaplingErrorCacheTimeout 60",
-            "    SSLStaplingFakeTryLater off",
-            "    SSLStaplingResponderTimeout 3",
+            *([
+                "    SSLUseStapling on",
+                f"    SSLStaplingCache shmcb:{root}/run/stapling_cache(256000)",
+                "    SSLStaplingReturnResponderErrors off",
+                "    SSLStaplingErrorCacheTimeout 60",
+                "    SSLStaplingFakeTryLater off",
+                "    SSLStaplingResponderTimeout 3",
+            ] if host.stapling else []),
             "</IfModule>",
             "",
             f'Include "{includes}/pre_virtualhost_global.conf"',

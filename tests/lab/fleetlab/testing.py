@@ -49,10 +49,11 @@ def lab_cli(directory: Path, *args: str, check: bool = True) -> subprocess.Compl
 class RunningLab:
     """A lab started in a fresh temporary directory on free ports; ``stop`` tears it down and removes it."""
 
-    def __init__(self, hosts: int, prefix: str = "fleet-lab-test-"):
+    def __init__(self, hosts: int, prefix: str = "fleet-lab-test-", start_state: str = "stapling"):
         self.dir = Path(tempfile.mkdtemp(prefix=prefix))
         self.base_port = free_port_block(20)
-        lab_cli(self.dir, "up", "--hosts", str(hosts), "--base-port", str(self.base_port))
+        lab_cli(self.dir, "up", "--hosts", str(hosts), "--base-port", str(self.base_port),
+                "--start-state", start_state)
         self.state = json.loads((self.dir / "lab.json").read_text())
 
     @property
