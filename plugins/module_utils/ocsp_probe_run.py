@@ -508,7 +508,7 @@ class Runner(object):
                     self._collect(pool, pending, task)
         finally:
             # Threads still running stop by their own socket timeouts; the report does not wait for them.
-            # Work not started yet is cancelled one by one: shutdown(cancel_futures=) needs Python 3.9.
+            # Work not started yet is cancelled one by one: asking shutdown() to cancel it needs Python 3.9.
             for task in pending:
                 task.cancel()
             pool.shutdown(wait=False)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,26 @@ LAB_DIR = REPO_ROOT / "tests" / "lab"
 if str(LAB_DIR) not in sys.path:
     sys.path.insert(0, str(LAB_DIR))
 
-from fleetlab.staple_check import StapleCheck, check_staple  # noqa: E402  (needs the path above)
+
+def _collections_root() -> str:
+    """The entry of make integration's ANSIBLE_COLLECTIONS_PATH that holds this tree as fleet.stapling, else a
+    temporary root made here (a run of pytest alone)."""
+    for entry in filter(None, os.environ.get("ANSIBLE_COLLECTIONS_PATH", "").split(os.pathsep)):
+        if (Path(entry) / "ansible_collections" / "fleet" / "stapling").exists():
+            return entry
+    root = Path(tempfile.mkdtemp(prefix="fleet-stapling-collections-"))
+    (root / "ansible_collections" / "fleet").mkdir(parents=True)
+    (root / "ansible_collections" / "fleet" / "stapling").symlink_to(REPO_ROOT)
+    return str(root)
+
+
+# Test modules import the collection's module_utils from here, and every ansible run gets it as its path.
+COLLECTIONS_ROOT = _collections_root()
+if COLLECTIONS_ROOT not in sys.path:
+    sys.path.insert(0, COLLECTIONS_ROOT)
+
+from fleetlab.processes import command_line  # noqa: E402  (needs the lab path above)
+from fleetlab.staple_check import StapleCheck, check_staple  # noqa: E402
 from fleetlab.testing import RunningLab  # noqa: E402
 
 PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
@@ -45,20 +65,10 @@ def master_alive(host: dict) -> bool:
     """The master named by the pid file runs with this host's ServerRoot (a restart may have changed its pid)."""
     try:
         pid = int(Path(host["pid_file"]).read_text().strip())
-        return str(host["server_root"]).encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError):
         return False
-
-
-def collections_path(scratch: Path) -> str:
-    """The ANSIBLE_COLLECTIONS_PATH make integration sets, else one made here that holds this working tree."""
-    given = os.environ.get("ANSIBLE_COLLECTIONS_PATH")
-    if given:
-        return given
-    namespace = scratch / "collections" / "ansible_collections" / "fleet"
-    namespace.mkdir(parents=True)
-    (namespace / "stapling").symlink_to(REPO_ROOT)
-    return str(scratch / "collections")
+    arguments = command_line(pid)
+    return arguments is not None and str(host["server_root"]).encode() in arguments
 
 
 class LabFleet:
@@ -67,7 +77,7 @@ class LabFleet:
     def __init__(self, lab: RunningLab, scratch: Path):
         self.lab = lab
         self.scratch = scratch
-        self.env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path(scratch), ANSIBLE_NOCOLOR="1",
+        self.env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_ROOT, ANSIBLE_NOCOLOR="1",
                         ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_LOCAL_TEMP=str(scratch / "ansible-tmp"))
         # The lab's inventory says how each host is reached and which Python runs there; nothing overrides it.
         self.env.pop("ANSIBLE_PYTHON_INTERPRETER", None)
@@ -176,15 +186,22 @@ def staple_status(check: StapleCheck) -> str | None:
     return check.cert_status if check.stapled else None
 
 
-@pytest.fixture(scope="module")
-def fleet():
-    lab = RunningLab(len(HOST_NAMES), prefix="fleet-stapling-integration-")
-    scratch = Path(tempfile.mkdtemp(prefix="fleet-stapling-runs-"))
+@contextmanager
+def lab_fleet(prefix: str, start_state: str = "stapling"):
+    """A lab of HOST_NAMES started for the test module, its driver, and both cleaned away afterwards."""
+    lab = RunningLab(len(HOST_NAMES), prefix=prefix, start_state=start_state)
+    scratch = Path(tempfile.mkdtemp(prefix=prefix + "runs-"))
     try:
         yield LabFleet(lab, scratch)
     finally:
         lab.stop()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    with lab_fleet("fleet-stapling-integration-") as running:
+        yield running
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ from playbook_runs import (
     assert_report_consistent,
     assert_untouched,
     host_state,
-    operator,  # noqa: F401  (a fixture)
 )
+from playbook_runs import operator  # noqa: F401  (a fixture, found by name)  # pylint: disable=unused-import
 from server_root import snapshot
 
 # Inside the ServerRoot, so that the snapshots see it and the lab's reset removes it; templated per host by Ansible.

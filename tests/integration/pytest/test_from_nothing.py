@@ -10,21 +10,18 @@ log, and a second run must change nothing.
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from conftest import HOST_NAMES, LabFleet, expected_staples
+from conftest import HOST_NAMES, expected_staples, lab_fleet
 from playbook_runs import (
     assert_clients_see,
     assert_report_consistent,
     assert_untouched,
     fleet_state,
-    operator,  # noqa: F401  (a fixture)
 )
-from fleetlab.testing import RunningLab
+from playbook_runs import operator  # noqa: F401  (a fixture, found by name)  # pylint: disable=unused-import
 
 STAPLING_DIRECTIVE = re.compile(rb"(?im)^\s*(SSLUseStapling|SSLStaplingCache|SSLCACertificateFile)\b")
 BUNDLE_PATH_ON_THE_HOST = "{{ stapling_apache_server_root }}/fleet-stapling-ca-bundle.pem"
@@ -33,13 +30,8 @@ BUNDLE_PATH_ON_THE_HOST = "{{ stapling_apache_server_root }}/fleet-stapling-ca-b
 @pytest.fixture(scope="module")
 def fleet():
     """This module's own lab, whose hosts have never had stapling (it replaces conftest's ``fleet``)."""
-    lab = RunningLab(len(HOST_NAMES), prefix="fleet-stapling-from-nothing-", start_state="never")
-    scratch = Path(tempfile.mkdtemp(prefix="fleet-stapling-from-nothing-runs-"))
-    try:
-        yield LabFleet(lab, scratch)
-    finally:
-        lab.stop()
-        shutil.rmtree(scratch, ignore_errors=True)
+    with lab_fleet("fleet-stapling-from-nothing-", start_state="never") as running:
+        yield running
 
 
 def stapling_lines(server_root: Path) -> list[str]:

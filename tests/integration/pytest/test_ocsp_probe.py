@@ -21,31 +21,11 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-LAB_DIR = REPO_ROOT / "tests" / "lab"
-if str(LAB_DIR) not in sys.path:
-    sys.path.insert(0, str(LAB_DIR))
-
-
-def collections_root() -> str:
-    """The collections root that holds this tree as fleet.stapling: make integration's, or one of our own."""
-    for entry in filter(None, os.environ.get("ANSIBLE_COLLECTIONS_PATH", "").split(os.pathsep)):
-        if (Path(entry) / "ansible_collections" / "fleet" / "stapling").exists():
-            return entry
-    root = Path(tempfile.mkdtemp(prefix="fleet-ocsp-probe-collections-"))
-    (root / "ansible_collections" / "fleet").mkdir(parents=True)
-    (root / "ansible_collections" / "fleet" / "stapling").symlink_to(REPO_ROOT)
-    return str(root)
-
-
-COLLECTIONS_ROOT = collections_root()
-if COLLECTIONS_ROOT not in sys.path:
-    sys.path.insert(0, COLLECTIONS_ROOT)
-
-from ansible_collections.fleet.stapling.plugins.module_utils import ocsp_probe_run  # noqa: E402
-from ansible_collections.fleet.stapling.plugins.module_utils.ocsp_probe_run import Settings  # noqa: E402
-from fleetlab import pki, responder  # noqa: E402  (needs the lab path above)
-from fleetlab.testing import RunningLab  # noqa: E402
+from conftest import COLLECTIONS_ROOT
+from ansible_collections.fleet.stapling.plugins.module_utils import ocsp_probe_run
+from ansible_collections.fleet.stapling.plugins.module_utils.ocsp_probe_run import Settings
+from fleetlab import pki, responder
+from fleetlab.testing import RunningLab
 
 ANSIBLE = Path(sys.executable).with_name("ansible")
 RELOADED = "resuming normal operations"

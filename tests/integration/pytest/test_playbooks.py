@@ -28,11 +28,11 @@ from playbook_runs import (
     fleet_state,
     host_state,
     names_of,
-    operator,  # noqa: F401  (a fixture)
     server_names,
     stapling_names,
     switch_off_alpha_sites_with_the_module,
 )
+from playbook_runs import operator  # noqa: F401  (a fixture, found by name)  # pylint: disable=unused-import
 from server_root import snapshot
 
 INJECTED_COMPLAINT = "AH00526: Syntax error injected by the playbook test"

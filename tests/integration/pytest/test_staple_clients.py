@@ -19,29 +19,9 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-LAB_DIR = REPO_ROOT / "tests" / "lab"
-if str(LAB_DIR) not in sys.path:
-    sys.path.insert(0, str(LAB_DIR))
-
-
-def _collections_root() -> str:
-    """A collections root holding this tree as fleet.stapling: integration.sh's, else a temporary one."""
-    for entry in filter(None, os.environ.get("ANSIBLE_COLLECTIONS_PATH", "").split(os.pathsep)):
-        if (Path(entry) / "ansible_collections" / "fleet" / "stapling").exists():
-            return entry
-    root = Path(tempfile.mkdtemp(prefix="fleet-staple-clients-collections-"))
-    (root / "ansible_collections" / "fleet").mkdir(parents=True)
-    (root / "ansible_collections" / "fleet" / "stapling").symlink_to(REPO_ROOT)
-    return str(root)
-
-
-COLLECTIONS_ROOT = _collections_root()
-if COLLECTIONS_ROOT not in sys.path:
-    sys.path.insert(0, COLLECTIONS_ROOT)
-
-from ansible_collections.fleet.stapling.plugins.module_utils import ocsp_probe_run, staple_probe  # noqa: E402
-from fleetlab.testing import RunningLab, free_port_block  # noqa: E402  (needs the lab path above)
+from conftest import COLLECTIONS_ROOT
+from ansible_collections.fleet.stapling.plugins.module_utils import ocsp_probe_run, staple_probe
+from fleetlab.testing import RunningLab, free_port_block
 
 ANSIBLE = Path(sys.executable).with_name("ansible")
 HOSTS = ("web1", "web2")  # web2 serves a revoked certificate, web1 a Must-Staple one

@@ -25,13 +25,9 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-LAB_DIR = REPO_ROOT / "tests" / "lab"
-if str(LAB_DIR) not in sys.path:
-    sys.path.insert(0, str(LAB_DIR))
-
-from fleetlab.staple_check import check_staple  # noqa: E402  (needs the lab path above)
-from fleetlab.testing import RunningLab  # noqa: E402
+from conftest import COLLECTIONS_ROOT
+from fleetlab.staple_check import check_staple
+from fleetlab.testing import RunningLab
 
 ANSIBLE = Path(sys.executable).with_name("ansible")
 MODULE = "fleet.stapling.apache_stapling_log"
@@ -39,17 +35,6 @@ WAIT_SECONDS = 20.0
 # The module options every run passes on from the lab inventory's host variables.
 INSTANCE_ARGS = {"ctl": "{{ stapling_apache_ctl }}", "config_file": "{{ stapling_apache_config_file }}",
                  "server_root": "{{ stapling_apache_server_root }}"}
-
-
-def collections_root(scratch: Path) -> str:
-    """The collections root that holds this tree as fleet.stapling: make integration's, or one of our own."""
-    for entry in filter(None, os.environ.get("ANSIBLE_COLLECTIONS_PATH", "").split(os.pathsep)):
-        if (Path(entry) / "ansible_collections" / "fleet" / "stapling").exists():
-            return entry
-    namespace = scratch / "collections" / "ansible_collections" / "fleet"
-    namespace.mkdir(parents=True)
-    (namespace / "stapling").symlink_to(REPO_ROOT)
-    return str(scratch / "collections")
 
 
 def local_now() -> str:
@@ -63,7 +48,7 @@ class LogLab:
     def __init__(self, lab: RunningLab, scratch: Path):
         self.lab = lab
         self.scratch = scratch
-        self.env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_root(scratch), ANSIBLE_NOCOLOR="1",
+        self.env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_ROOT, ANSIBLE_NOCOLOR="1",
                         ANSIBLE_LOCAL_TEMP=str(scratch / "ansible-tmp"), ANSIBLE_RETRY_FILES_ENABLED="0")
         self.env.pop("ANSIBLE_PYTHON_INTERPRETER", None)  # the lab inventory's discovery decides
 

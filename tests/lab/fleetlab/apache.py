@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from fleetlab.layouts import HostPlan
+from fleetlab.processes import command_line
 
 BINARY_CANDIDATES = ("/usr/sbin/apache2", "/usr/sbin/httpd")
 MODULE_DIR_CANDIDATES = ("/usr/lib/apache2/modules", "/usr/lib64/httpd/modules", "/usr/lib/httpd/modules")
@@ -62,13 +63,8 @@ def read_pid(host: HostPlan) -> int | None:
 
 def is_our_process(pid: int | None, host: HostPlan) -> bool:
     """True when pid is alive and is an Apache master started for this host's ServerRoot."""
-    if not pid:
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return str(host.server_root).encode() in cmdline
+    arguments = command_line(pid)
+    return arguments is not None and str(host.server_root).encode() in arguments.split(b"\0")
 
 
 def port_answers(port: int, address: str = "127.0.0.1", timeout: float = 0.5) -> bool:

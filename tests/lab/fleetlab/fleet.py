@@ -18,6 +18,7 @@ from fleetlab import apache, pki, responder
 from fleetlab.apache import LabError
 from fleetlab.inventory import write_inventory
 from fleetlab.layouts import LAYOUTS, HostPlan, Vhost, render, write_tree
+from fleetlab.processes import command_line
 from fleetlab.sshd import SshDoor
 from fleetlab.staple_check import check_staple
 
@@ -318,14 +319,9 @@ class _PlanView:
 
 
 def _responder_alive(record: dict) -> bool:
-    pid = record.get("pid")
-    if not pid:
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return str(RESPONDER_SCRIPT).encode() in cmdline and record["mode_file"].encode() in cmdline
+    arguments = command_line(record.get("pid"))
+    return arguments is not None and str(RESPONDER_SCRIPT).encode() in arguments \
+        and record["mode_file"].encode() in arguments
 
 
 def _wait_gone(pid: int, timeout: float = 5.0) -> None:

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from fleetlab.apache import LabError, port_answers
+from fleetlab.processes import command_line
 
 SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/bin/sshd")
 SFTP_SERVER_CANDIDATES = ("/usr/lib/openssh/sftp-server", "/usr/libexec/openssh/sftp-server",
@@ -165,14 +166,9 @@ class SshDoor:
 
     def alive(self, pid: int | None) -> bool:
         """True when ``pid`` is an sshd started with this lab's config."""
-        if not pid:
-            return False
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return False
+        arguments = command_line(pid)
         # sshd rewrites its title ("sshd: /usr/sbin/sshd -D -e -f CONFIG [listener] ..."): look inside it.
-        return str(self.config).encode() in cmdline
+        return arguments is not None and str(self.config).encode() in arguments
 
     def stop(self, pid: int | None, timeout: float = 5.0) -> bool:
         """Stop the lab's sshd and the connections it serves (an Ansible ControlMaster keeps one open for a
