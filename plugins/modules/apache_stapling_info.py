@@ -70,6 +70,37 @@ pid_file:
   returned: always
   type: str
   sample: /var/run/apache2/apache2.pid
+instance:
+  description:
+    - How to drive this Apache instance and which layout it follows, for roles and playbooks to use as they are.
+    - C(layout) is read from what the config includes, C(cpanel) (its C(pre_virtualhost_global.conf)),
+      C(debian) (C(conf-enabled/) or C(sites-enabled/)) or C(rhel) (anything else).
+    - C(reload_command) is cPanel's own restart script on cPanel hosts that have it, else O(ctl) with C(graceful);
+      C(start_command) is O(ctl) with C(start). Commands are shell-quoted strings.
+  returned: always
+  type: dict
+  contains:
+    ctl:
+      description: The control command, shell-quoted.
+      type: str
+    config_file:
+      description: The main configuration file.
+      type: str
+    server_root:
+      description: The ServerRoot the configuration ends up with.
+      type: str
+    layout:
+      description: The layout.
+      type: str
+      choices: [debian, rhel, cpanel]
+    reload_command:
+      description: The graceful reload.
+      type: str
+    start_command:
+      description: Starts the instance when it is down.
+      type: str
+  sample: {ctl: /usr/sbin/apache2ctl, config_file: /etc/apache2/apache2.conf, server_root: /etc/apache2,
+           layout: debian, reload_command: /usr/sbin/apache2ctl graceful, start_command: /usr/sbin/apache2ctl start}
 server:
   description: Server-scope stapling settings.
   returned: always
@@ -239,7 +270,7 @@ missing_includes:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleet.stapling.plugins.module_utils import certificates, stapling_facts
+from ansible_collections.fleet.stapling.plugins.module_utils import apache_instance, certificates, stapling_facts
 from ansible_collections.fleet.stapling.plugins.module_utils.apache_host import (
     INSTANCE_ARGUMENT_SPEC,
     discover_from_params,
@@ -265,7 +296,7 @@ def main():
     for warning in facts.pop("warnings"):
         module.warn(warning)
     module.exit_json(changed=False, apache_version=host.version_string, config_file=host.config_file,
-                     pid_file=host.pid_file(config), **facts)
+                     pid_file=host.pid_file(config), instance=apache_instance.describe(host, config), **facts)
 
 
 if __name__ == "__main__":

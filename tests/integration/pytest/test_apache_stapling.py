@@ -167,6 +167,9 @@ def test_info_reports_every_ssl_vhost_with_its_certificate_and_stapling(fleet, p
     assert result["changed"] is False
     assert re.fullmatch(r"2\.4\.\d+", result["apache_version"])
     assert result["config_file"] == host["config_file"]
+    instance = result["instance"]
+    assert (instance["layout"], instance["config_file"]) == (host["layout"], host["config_file"]), instance
+    assert instance["reload_command"] == f"{instance['ctl']} graceful", instance  # no cPanel script in the lab
     assert result["server"]["stapling_cache_module_loaded"] is True
     assert result["server"]["ssl_module_loaded"] is True
     reported = {v["server_name"]: v for v in result["vhosts"]}
