@@ -337,7 +337,7 @@ class _Parser(object):
                     return []
                 raise ApacheConfigError("%s: Include file %s does not exist" % (directive.location(), pattern))
             return [pattern]
-        planned = [p for p in self.overrides if _glob_match(p, pattern)]
+        planned = [p for p in self.overrides if glob_path_matches(p, pattern)]
         matches = sorted(set(p for p in glob.glob(pattern) if os.path.isfile(p)).union(planned))
         if not matches:
             if not optional:
@@ -438,7 +438,7 @@ def _walk(directives):
             yield from _walk(directive.children)
 
 
-def _glob_match(path, pattern):
+def glob_path_matches(path, pattern):
     """glob's rule for one path: wildcards match within a path component, never across '/'."""
     path_parts = path.split(os.sep)
     pattern_parts = pattern.split(os.sep)

@@ -13,7 +13,13 @@ are added. Writing, validating and rolling back lives in ``apache_write``.
 from __future__ import annotations
 
 import difflib
+import os
 import re
+
+from ansible_collections.fleet.stapling.plugins.module_utils.apache_config import SourceFile
+
+# The first line of a file the module creates, so that whoever finds it knows where it came from.
+NEW_FILE_HEADER = b"# OCSP stapling settings written by fleet.stapling (apache_stapling); edits here are kept.\n"
 
 _LEADING_SPACE = re.compile(b"^[ \t]*")
 _NAME_AND_GAP = re.compile(b"^[ \t]*[^ \t\r\n]+[ \t]+")
@@ -77,12 +83,22 @@ def insert_after(config, directive, directives, reason):
     return Edit(directive.path, directive.end + 1, directive.end + 1, lines, reason)
 
 
+def _source(config, path):
+    """The file as parsed, or as it is on disk when the config does not read it (yet), or None when new."""
+    source = config.files.get(path)
+    if source is None and os.path.isfile(path):
+        source = SourceFile.read(path)
+    return source
+
+
 def append_to_file(config, path, directives, reason):
     """Add directives, given as (name, args) pairs, at the end of ``path`` (created when it does not exist)."""
-    source = config.files.get(path)
+    source = _source(config, path)
     newline = source.newline if source else b"\n"
     count = len(source.lines) if source else 0
     rendered = [directive_line(name, args, b"", newline) for name, args in directives]
+    if source is None:
+        rendered.insert(0, NEW_FILE_HEADER)
     if source and source.lines and not source.lines[-1].endswith((b"\n", b"\r")):
         # the file ends without a newline: finish its last line first so the new one stands alone
         rendered.insert(0, source.lines[-1] + newline)
@@ -97,7 +113,7 @@ def render_edits(config, edits):
         by_path.setdefault(edit.path, []).append(edit)
     results = {}
     for path, file_edits in by_path.items():
-        source = config.files.get(path)
+        source = _source(config, path)
         old_lines = source.lines if source else []
         # one pass from the top: copy what lies between edits, then each edit's new lines
         pieces = []

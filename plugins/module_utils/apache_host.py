@@ -38,6 +38,7 @@ INSTANCE_ARGUMENT_SPEC = dict(
     ctl=dict(type="raw"),
     config_file=dict(type="path"),
     server_root=dict(type="path"),
+    cpanel_root=dict(type="path", default="/usr/local/cpanel"),
 )
 
 
@@ -46,7 +47,9 @@ class ApacheHostError(Exception):
 
 
 class ApacheHost(object):
-    def __init__(self, ctl, config_file, server_root, version, static_modules, compile_settings):
+    def __init__(self, ctl, config_file, server_root, version, static_modules, compile_settings,
+                 cpanel_root="/usr/local/cpanel"):
+        self.cpanel_root = cpanel_root
         self.ctl = ctl
         self.config_file = config_file
         self.server_root = server_root
@@ -117,7 +120,7 @@ def _ctl_paths(command):
     return found
 
 
-def discover(run, ctl=None, config_file=None, server_root=None):
+def discover(run, ctl=None, config_file=None, server_root=None, cpanel_root="/usr/local/cpanel"):
     command = find_ctl(ctl)
     try:
         rc, out, err = run(command + ["-V"])
@@ -139,12 +142,13 @@ def discover(run, ctl=None, config_file=None, server_root=None):
     rc, out, _err = run(command + ["-M"])
     if rc == 0:
         static = parse_static_modules(out)
-    return ApacheHost(command, main, root, version, static, settings)
+    return ApacheHost(command, main, root, version, static, settings, cpanel_root)
 
 
 def discover_from_params(run, params):
     """``discover`` with a module's INSTANCE_ARGUMENT_SPEC options."""
-    return discover(run, params.get("ctl"), params.get("config_file"), params.get("server_root"))
+    return discover(run, params.get("ctl"), params.get("config_file"), params.get("server_root"),
+                    params.get("cpanel_root") or "/usr/local/cpanel")
 
 
 def module_runner(module):

@@ -67,6 +67,12 @@ class Transaction(object):
         self.originals.append((path, old))
         atomic_write(path, new, self.move)
 
+    def link(self, path, target):
+        """Make a symlink (the a2enconf kind); undone by removing it."""
+        self._make_parent(path)
+        self.originals.append((path, None))
+        os.symlink(target, path)
+
     def _make_parent(self, path):
         missing = []
         directory = os.path.dirname(path)
@@ -82,7 +88,7 @@ class Transaction(object):
         for path, old in reversed(self.originals):
             try:
                 if old is None:
-                    if os.path.exists(path):
+                    if os.path.lexists(path):
                         os.unlink(path)
                 else:
                     atomic_write(path, old, self.move)
@@ -102,17 +108,20 @@ class Transaction(object):
         return errors
 
 
-def apply_changes(rendered, validate, move=plain_move, backup=None):
+def apply_changes(rendered, validate, move=plain_move, backup=None, links=None):
     """Write every change, then ``validate()``; on any failure restore everything and raise WriteError.
 
-    ``rendered`` maps path -> (old bytes or None for a new file, new bytes). ``validate`` returns
-    (ok, message). Returns the backups made, by path.
+    ``rendered`` maps path -> (old bytes or None for a new file, new bytes); ``links`` maps a symlink to make
+    to what it points at, made once the files are there. ``validate`` returns (ok, message). Returns the
+    backups made, by path.
     """
     transaction = Transaction(move, backup)
     try:
         for path in sorted(rendered):
             old, new = rendered[path]
             transaction.write(path, old, new)
+        for path in sorted(links or {}):
+            transaction.link(path, links[path])
         ok, message = validate()
     except (IOError, OSError) as exc:
         ok, message = False, "writing failed: %s" % exc
@@ -121,3 +130,46 @@ def apply_changes(rendered, validate, move=plain_move, backup=None):
     errors = transaction.rollback()
     detail = "" if not errors else " Restoring also failed for: %s" % "; ".join(errors)
     raise WriteError("%s. Every changed file was restored to its previous content.%s" % (message, detail))
+
+
+def undo_records(records, move=plain_move, check_mode=False):
+    """Put a host back as it was before earlier runs, from what those runs returned, newest run first.
+
+    Each record names the symlinks and files the run created and the backup copy of every file it changed
+    (by real path). This is the same byte-for-byte restore a failed validation gets, used when a change passed
+    ``ctl -t`` and was written, and something later (a reload that killed httpd) shows it must go. Returns
+    (restored paths, removed paths); raises WriteError naming what could not be put back. The backup copies are
+    removed once everything is restored.
+    """
+    restored, removed, errors, used_copies = [], [], [], []
+    for record in reversed(list(records)):
+        for path in list(record.get("created_links") or []) + list(record.get("created_files") or []):
+            if os.path.lexists(path):
+                removed.append(path)
+                if not check_mode:
+                    _try(errors, path, os.unlink, path)
+        for path, copy in sorted((record.get("backups") or {}).items()):
+            try:
+                with open(copy, "rb") as stream:
+                    data = stream.read()
+            except (IOError, OSError) as exc:
+                errors.append("%s: its backup %s cannot be read (%s)" % (path, copy, exc))
+                continue
+            restored.append(path)
+            used_copies.append(copy)
+            if not check_mode:
+                _try(errors, path, atomic_write, path, data, move)
+    if errors:
+        raise WriteError("could not undo everything: %s" % "; ".join(errors))
+    if not check_mode:
+        for copy in used_copies:
+            if os.path.exists(copy):
+                os.unlink(copy)
+    return sorted(set(restored)), sorted(set(removed) - set(restored))
+
+
+def _try(errors, path, action, *args):
+    try:
+        action(*args)
+    except (IOError, OSError) as exc:
+        errors.append("%s: %s" % (path, exc))

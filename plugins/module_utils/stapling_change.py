@@ -10,7 +10,12 @@ Check mode and a real run share everything up to the write, so they report the s
 
 from __future__ import annotations
 
-from ansible_collections.fleet.stapling.plugins.module_utils import apache_write, stapling_facts, stapling_plan
+from ansible_collections.fleet.stapling.plugins.module_utils import (
+    apache_instance,
+    apache_write,
+    stapling_facts,
+    stapling_plan,
+)
 from ansible_collections.fleet.stapling.plugins.module_utils.apache_config import ApacheConfigError
 from ansible_collections.fleet.stapling.plugins.module_utils.apache_host import ApacheHostError
 from ansible_collections.fleet.stapling.plugins.module_utils.certificates import CertificateError
@@ -37,15 +42,18 @@ def desired_from_params(params):
         force=params.get("force"),
         protected_files=params.get("protected_files"),
         server_file=params.get("server_file"),
+        cpanel_root=params.get("cpanel_root") or apache_instance.CPANEL_ROOT,
     )
 
 
 def change_stapling(host, desired, run, check_mode, move=apache_write.plain_move, backup=None):
     plan, rendered, facts, after = stapling_plan.plan_change(host.parse, desired)
+    links = plan.links
     result = {
-        "changed": bool(rendered),
-        "changed_files": sorted(rendered),
+        "changed": bool(rendered or links),
+        "changed_files": sorted(set(rendered).union(links)),
         "created_files": sorted(path for path, (old, _new) in rendered.items() if old is None),
+        "created_links": sorted(links),
         "vhost_changes": plan.vhost_changes,
         "selected_vhosts": [v["id"] for v in plan.selected],
         "apache_version": host.version_string,
@@ -54,16 +62,44 @@ def change_stapling(host, desired, run, check_mode, move=apache_write.plain_move
             {"before_header": path, "after_header": path,
              "before": (old or b"").decode("utf-8", "replace"), "after": new.decode("utf-8", "replace")}
             for path, (old, new) in sorted(rendered.items())
+        ] + [
+            {"before_header": link, "after_header": link, "before": "", "after": "symlink to %s\n" % target}
+            for link, target in sorted(links.items())
         ],
     }
-    if rendered and not check_mode:
+    if result["changed"] and not check_mode:
         result["backups"] = apache_write.apply_changes(
-            rendered, validate=lambda: host.configtest(run), move=move, backup=backup)
+            rendered, validate=lambda: host.configtest(run), move=move, backup=backup, links=links)
         after = stapling_facts.stapling_facts(host.parse())
     else:
         after = _with_certificates(after, facts)
     result["stapling"] = {"server": after["server"], "vhosts": after["vhosts"]}
     return result
+
+
+def undo_change(host, records, run, check_mode, move=apache_write.plain_move):
+    """Put back what earlier runs wrote, from their records, and check the restored config with ``ctl -t``."""
+    restored, removed = apache_write.undo_records(records, move=move, check_mode=check_mode)
+    changed = bool(restored or removed)
+    if changed and not check_mode:
+        ok, message = host.configtest(run)
+        if not ok:
+            raise apache_write.WriteError("the files are back as they were before, but ctl -t now fails: %s"
+                                          % message)
+    facts = stapling_facts.stapling_facts(host.parse(), read_certificates=False)
+    return {
+        "changed": changed,
+        "changed_files": sorted(restored + removed),
+        "created_files": [],
+        "created_links": [],
+        "restored_files": restored,
+        "removed_files": removed,
+        "vhost_changes": [],
+        "selected_vhosts": [],
+        "apache_version": host.version_string,
+        "warnings": [],
+        "stapling": {"server": facts["server"], "vhosts": facts["vhosts"]},
+    }
 
 
 def _with_certificates(after, before):

@@ -16,7 +16,12 @@ import re
 
 from urllib.parse import urlsplit
 
-from ansible_collections.fleet.stapling.plugins.module_utils import apache_config, apache_edit, stapling_facts
+from ansible_collections.fleet.stapling.plugins.module_utils import (
+    apache_config,
+    apache_edit,
+    apache_instance,
+    stapling_facts,
+)
 
 # Module option name -> directive. All may be set at server scope.
 TUNABLES = (
@@ -33,7 +38,6 @@ TUNABLES = (
 CACHE_BYTES_PER_VHOST = 2 * 1024
 CACHE_MIN_BYTES = 128000
 
-CPANEL_OVERRIDE_FILE = "pre_virtualhost_global.conf"
 VHOST_INCLUDE_FILE = "fleet_stapling.conf"
 
 
@@ -45,7 +49,8 @@ class Desired(object):
     """What the caller asks for. ``state`` is 'enabled', 'disabled' or None (tunables only)."""
 
     def __init__(self, state=None, vhosts=None, ocsp_hosts=None, cache=None, tunables=None,
-                 ca_certificate_file=None, force=False, protected_files=None, server_file=None):
+                 ca_certificate_file=None, force=False, protected_files=None, server_file=None,
+                 cpanel_root=apache_instance.CPANEL_ROOT):
         self.state = state
         self.vhosts = list(vhosts or [])
         self.ocsp_hosts = [h.lower() for h in (ocsp_hosts or [])]
@@ -55,6 +60,7 @@ class Desired(object):
         self.force = force
         self.protected_files = protected_files
         self.server_file = server_file
+        self.cpanel_root = cpanel_root
 
     @property
     def selective(self):
@@ -67,6 +73,7 @@ class Plan(object):
         self.warnings = []
         self.vhost_changes = []
         self.selected = []
+        self.links = {}  # link path -> what it points at, made after the files (the a2enconf link)
 
     def add(self, edit):
         if edit is not None:
@@ -112,19 +119,12 @@ def select_vhosts(facts, desired):
 # ------------------------------------------------------------------ where to write
 
 
-def cpanel_override_file(config):
-    """cPanel regenerates its main httpd.conf; global changes belong in pre_virtualhost_global.conf."""
-    for directive in config.active("include") + config.active("includeoptional"):
-        target = stapling_facts.resolve_path(config, directive.first_arg(""))
-        if os.path.basename(target) == CPANEL_OVERRIDE_FILE:
-            return target
-    return None
-
-
 def protected_files(config, desired):
     if desired.protected_files is not None:
         return set(os.path.abspath(p) for p in desired.protected_files)
-    return set([config.main_file]) if cpanel_override_file(config) else set()
+    generated = (apache_instance.layout_of(config) == "cpanel"
+                 and apache_instance.generated_by_cpanel(config, desired.cpanel_root))
+    return set([config.main_file]) if generated else set()
 
 
 class _Writer(object):
@@ -188,19 +188,23 @@ class _Writer(object):
             self.plan.add(apache_edit.append_to_file(self.config, anchor, self.server_additions, reason))
 
     def server_anchor(self):
-        """Where new server-scope directives go: beside the existing stapling setup when possible."""
+        """Where new server-scope directives go: the layout's own place for our settings, else beside the
+        existing stapling setup."""
         if self.desired.server_file:
             return "append", os.path.abspath(self.desired.server_file)
-        for key in ("SSLUseStapling", "SSLStaplingCache"):
+        location = apache_instance.settings_location(self.config)
+        if location and self.editable(location[0]):
+            path, link = location
+            if link is None:
+                return "append", path
+            if link in self.config.files:
+                return "append", link  # already enabled: edit it through the name httpd reads
+            self.plan.links[link] = os.path.relpath(path, os.path.dirname(link))
+            return "append", path
+        for key in ("SSLUseStapling", "SSLStaplingCache", "SSLSessionCache"):
             found = [d for d in self.config.server_scope(key) if self.editable(d.path)]
             if found:
                 return "after", found[-1]
-        override = cpanel_override_file(self.config)
-        if override:
-            return "append", override
-        sessions = [d for d in self.config.server_scope("SSLSessionCache") if self.editable(d.path)]
-        if sessions:
-            return "after", sessions[-1]
         if not self.editable(self.config.main_file):
             raise StaplingError("no editable place for server-scope directives; set server_file")
         return "append", self.config.main_file
@@ -262,7 +266,7 @@ def plan_change(parse, desired):
     rendered = dict(fixed)
     for path, (old, new) in apache_edit.render_edits(config, plan.edits).items():
         rendered[path] = (fixed[path][0] if path in fixed else old, new)
-    after = verify_planned(parse, rendered, desired, set(v["key"] for v in plan.selected))
+    after = verify_planned(parse, rendered, desired, set(v["key"] for v in plan.selected), plan.links)
     return plan, rendered, facts, after
 
 
@@ -412,7 +416,11 @@ def _directive_value(value):
     return str(value)
 
 
-def verify_planned(reparse, rendered, desired, selected_keys):
+def link_target(link, target):
+    return os.path.normpath(os.path.join(os.path.dirname(link), target))
+
+
+def verify_planned(reparse, rendered, desired, selected_keys, links=None):
     """Re-read the tree as it would be after the edits and check it does what was asked.
 
     This is what catches a change that cannot stick (a later directive overriding it) and a stapling setup
@@ -420,6 +428,9 @@ def verify_planned(reparse, rendered, desired, selected_keys):
     ``reparse(overrides)`` parses the tree with planned file contents; ``rendered`` maps path -> (old, new).
     """
     overrides = dict((path, new) for path, (_old, new) in rendered.items())
+    for link, target in (links or {}).items():
+        # httpd will read the link's target through the link's own name
+        overrides[link] = overrides.get(link_target(link, target), b"")
     config = reparse(overrides)
     facts = stapling_facts.stapling_facts(config, read_certificates=False)
     problems = []

@@ -26,8 +26,14 @@ description:
   - Fixes typographic quotes (as pasted from documents) in stapling directives, with a warning.
   - Every write is atomic and keeps owner, mode and SELinux context; the whole config is then checked with C(ctl -t),
     and when that fails every changed file is restored byte for byte and the module fails with httpd's message.
-  - On cPanel servers the generated main C(httpd.conf) is never edited; server-scope changes go to
-    C(includes/pre_virtualhost_global.conf) and per-vhost changes to the vhost's userdata include directory.
+  - Existing directives are changed where they are. New server-scope directives go to the layout's own place
+    for them, planned with the rest of the change; on Debian C(conf-available/fleet-stapling.conf) plus its
+    C(conf-enabled) link (made the way C(a2enconf) makes it), on RHEL C(conf.d/fleet-stapling.conf), on cPanel
+    C(includes/pre_virtualhost_global.conf). Check mode, the diff, the validation and the rollback cover the new
+    file and the link alike.
+  - When cPanel generates the main C(httpd.conf) (a C(/usr/local/cpanel) install, or cPanel's banner at the top
+    of the file), that file is never edited; per-vhost changes go to the vhost's userdata include directory. A
+    host that only looks like cPanel has its C(httpd.conf) edited like any other file.
   - The module never reloads Apache; reloading is the job of a handler.
 requirements:
   - cryptography >= 3.4.8 on the managed host (the distribution's C(python3-cryptography) is enough on Debian 12,
@@ -102,20 +108,30 @@ options:
     type: str
   server_file:
     description:
-      - The file to which new server-scope directives are appended when the config has no stapling settings yet.
-      - By default they go beside the existing stapling or session cache settings, or into cPanel's
-        C(pre_virtualhost_global.conf).
+      - The file to which new server-scope directives are appended (created when missing; it must be one the
+        config includes).
+      - By default they go to the layout's place for them (see the description), or, on a layout without one,
+        beside the existing stapling or session cache settings.
     type: path
   protected_files:
     description:
       - Files the module must never edit. Directives in them are overridden from later, editable files instead.
-      - Defaults to the main config on cPanel servers, which cPanel regenerates.
+      - Defaults to the main config on cPanel servers whose C(httpd.conf) cPanel generates.
     type: list
     elements: path
   backup:
     description: Leave a timestamped copy of every file before changing it.
     type: bool
     default: false
+  undo:
+    description:
+      - Put the host back as it was before earlier runs of this module, given what they returned (at least
+        RV(backups), RV(created_files) and RV(created_links); the runs must have had O(backup=true)). The newest
+        run is undone first, then the one before. The restored config is checked with C(ctl -t).
+      - This is how a change that passed validation but killed httpd at its reload is taken back. With O(undo),
+        every option but the instance ones is ignored.
+    type: list
+    elements: dict
 notes:
   - The socache module check uses the C(LoadModule) lines of the config and the compiled-in modules that C(ctl -M) lists.
 seealso:
@@ -146,6 +162,11 @@ EXAMPLES = r"""
     fake_try_later: false
     error_cache_timeout: 60
 
+- name: Take back the change registered as stapling_change (it passed ctl -t, but httpd died at the reload)
+  fleet.stapling.apache_stapling:
+    undo:
+      - "{{ stapling_change }}"
+
 - name: Show what disabling would change, without writing anything
   fleet.stapling.apache_stapling:
     state: disabled
@@ -168,6 +189,12 @@ created_files:
   type: list
   elements: str
   sample: [/etc/apache2/conf.d/userdata/ssl/2_4/user/shop.example.com/fleet_stapling.conf]
+created_links:
+  description: Symlinks that were (or in check mode would be) made, such as the C(conf-enabled) link of a new settings file.
+  returned: always
+  type: list
+  elements: str
+  sample: [/etc/apache2/conf-enabled/fleet-stapling.conf]
 backups:
   description: Backup files made, by the real path (symlinks resolved) of the file they back up.
   returned: when O(backup=true) and something changed
@@ -200,6 +227,18 @@ stapling:
       elements: dict
       returned: always
   sample: {server: {stapling: false, stapling_cache: "shmcb:/run/apache2/ssl_stapling(128000)"}, vhosts: []}
+restored_files:
+  description: With O(undo), the files put back from their backups.
+  returned: when O(undo) is given
+  type: list
+  elements: str
+  sample: [/etc/apache2/sites-available/shop.conf]
+removed_files:
+  description: With O(undo), the files and links the undone runs had created, now removed.
+  returned: when O(undo) is given
+  type: list
+  elements: str
+  sample: [/etc/apache2/conf-enabled/fleet-stapling.conf, /etc/apache2/conf-available/fleet-stapling.conf]
 apache_version:
   description: The version C(ctl -V) reported.
   returned: always
@@ -214,6 +253,7 @@ from ansible_collections.fleet.stapling.plugins.module_utils.stapling_change imp
     STAPLING_ERRORS,
     change_stapling,
     desired_from_params,
+    undo_change,
 )
 from ansible_collections.fleet.stapling.plugins.module_utils.apache_host import (
     INSTANCE_ARGUMENT_SPEC,
@@ -240,6 +280,7 @@ def main():
             server_file=dict(type="path"),
             protected_files=dict(type="list", elements="path"),
             backup=dict(type="bool", default=False),
+            undo=dict(type="list", elements="dict"),
             **INSTANCE_ARGUMENT_SPEC
         ),
         supports_check_mode=True,
@@ -251,14 +292,18 @@ def main():
     run = module_runner(module)
     try:
         host = discover_from_params(run, module.params)
-        result = change_stapling(
-            host,
-            desired_from_params(module.params),
-            run=run,
-            check_mode=module.check_mode,
-            move=module.atomic_move,
-            backup=module.backup_local if module.params["backup"] else None,
-        )
+        if module.params["undo"] is not None:
+            result = undo_change(host, module.params["undo"], run=run, check_mode=module.check_mode,
+                                 move=module.atomic_move)
+        else:
+            result = change_stapling(
+                host,
+                desired_from_params(module.params),
+                run=run,
+                check_mode=module.check_mode,
+                move=module.atomic_move,
+                backup=module.backup_local if module.params["backup"] else None,
+            )
     except STAPLING_ERRORS as exc:
         module.fail_json(msg=str(exc))
     for warning in result.pop("warnings"):

@@ -99,8 +99,19 @@ instance:
     start_command:
       description: Starts the instance when it is down.
       type: str
+    ca_bundle_dir:
+      description:
+        - Where a CA bundle for C(SSLCACertificateFile) goes, the layout's usual directory (C(/etc/ssl/certs),
+          C(/etc/pki/tls/certs)) when the host has it, else C(ssl/) under the ServerRoot.
+      type: str
+    generated_main_config:
+      description:
+        - Whether cPanel generates the main config (a C(/usr/local/cpanel) install or cPanel's banner in the file),
+          so that it is never edited.
+      type: bool
   sample: {ctl: /usr/sbin/apache2ctl, config_file: /etc/apache2/apache2.conf, server_root: /etc/apache2,
-           layout: debian, reload_command: /usr/sbin/apache2ctl graceful, start_command: /usr/sbin/apache2ctl start}
+           layout: debian, reload_command: /usr/sbin/apache2ctl graceful, start_command: /usr/sbin/apache2ctl start,
+           ca_bundle_dir: /etc/ssl/certs, generated_main_config: false}
 server:
   description: Server-scope stapling settings.
   returned: always

@@ -8,6 +8,7 @@ and its reloads, and what ``openssl s_client -status`` gets from each vhost.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -21,6 +22,8 @@ from conftest import HOST_NAMES, REPO_ROOT, error_log_reloads, master_alive, sta
 from server_root import snapshot
 
 PLAYBOOKS = REPO_ROOT / "playbooks"
+# A test-only callback that writes every task's diff to a file, to hold check mode to its word.
+DIFF_RECORDER = Path(__file__).resolve().parent / "callback_plugins"
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 PLAYBOOK_TIMEOUT = 300
 ALPHA_OCSP_HOST = "127.0.0.1"  # selects the sites of CA alpha, as an operator would during its outage
@@ -51,6 +54,7 @@ class PlaybookRun:
     output: str
     report: dict | None
     markdown: str | None
+    diffs: list[dict]
 
     def rows(self) -> dict[str, dict]:
         assert self.report is not None, f"the playbook wrote no JSON report:\n{self.output}"
@@ -78,7 +82,10 @@ class Operator:
         for inventory in inventories:
             command += ["-i", str(inventory)]
         command += [str(PLAYBOOKS / f"{playbook}.yml"), "-e", f"@{vars_file}"] + ["--check", "--diff"] * check
-        completed = subprocess.run(command, cwd=run_dir, env=self.env, capture_output=True, text=True,
+        diffs_file = run_dir / "diffs.jsonl"
+        env = dict(self.env, ANSIBLE_CALLBACK_PLUGINS=str(DIFF_RECORDER), ANSIBLE_CALLBACKS_ENABLED="record_diffs",
+                   FLEET_STAPLING_DIFFS=str(diffs_file))
+        completed = subprocess.run(command, cwd=run_dir, env=env, capture_output=True, text=True,
                                    timeout=PLAYBOOK_TIMEOUT, check=False)
         json_report = report_dir / f"{playbook}.json"
         markdown_report = report_dir / f"{playbook}.md"
@@ -87,6 +94,7 @@ class Operator:
             output=f"$ {' '.join(command)}\n{completed.stdout}{completed.stderr}",
             report=json.loads(json_report.read_text()) if json_report.exists() else None,
             markdown=markdown_report.read_text() if markdown_report.exists() else None,
+            diffs=[json.loads(line) for line in diffs_file.read_text().splitlines()] if diffs_file.exists() else [],
         )
 
     def fault(self, ca: str, mode: str) -> None:
@@ -212,3 +220,45 @@ def switch_off_alpha_sites_with_the_module(fleet, names: list[str]) -> None:
     for name in names:
         assert not results[name].get("failed"), results[name]
         fleet.reload(name)
+
+
+# ---------------------------------------------------------------- check mode held to its word
+
+
+def _entry(entry: tuple) -> tuple:
+    """A snapshot entry without the file mode: what a diff can promise."""
+    return entry[:2]
+
+
+def promised_by_check_mode(fleet, run: PlaybookRun) -> dict[str, dict[str, tuple]]:
+    """Per host, what the diffs of a ``--check --diff`` run said would be written: ServerRoot-relative path ->
+    ("file", bytes) or ("link", target). Call it after the real run, so that edits made through a symlink
+    (Debian's sites-enabled) are found at the file the link points at, where the snapshot sees them."""
+    promised: dict[str, dict[str, tuple]] = {name: {} for name in HOST_NAMES}
+    for event in run.diffs:
+        diff, after = event["diff"], event["diff"].get("after")
+        # a file that is new has no before_header (the copy module then names it in after_header)
+        header = diff.get("before_header") or diff.get("after_header") or ""
+        if event["host"] not in promised or not event["changed"] or not isinstance(after, str) \
+                or not header.startswith("/"):
+            continue  # the controller's report, a directory's state, or a diff of a task that changed nothing
+        root = Path(fleet.host(event["host"])["server_root"])
+        if after.startswith("symlink to "):
+            path, entry = Path(header), ("link", after[len("symlink to "):].rstrip("\n"))
+        else:
+            path, entry = Path(os.path.realpath(header)), ("file", after.encode())
+        key = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+        promised[event["host"]][key] = entry
+    return promised
+
+
+def written_since(fleet, before: dict[str, HostState]) -> dict[str, dict[str, tuple]]:
+    """Per host, the files and links under the ServerRoot that are new or different since ``before``, leaving out
+    the timestamped backup copies a run keeps."""
+    written = {}
+    for name in HOST_NAMES:
+        now = host_state(fleet, name).files
+        written[name] = {path: _entry(entry) for path, entry in now.items()
+                         if entry[0] in ("file", "link") and not BACKUP_COPY.search(path)
+                         and _entry(entry) != _entry(before[name].files.get(path, ("absent",)))}
+    return written

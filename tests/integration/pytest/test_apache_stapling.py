@@ -389,9 +389,13 @@ def test_check_mode_diff_is_exactly_what_a_real_run_writes(fleet, host, options,
     assert applied["changed_files"] == checked["changed_files"]
     assert [d["after_header"] for d in checked["diff"]] == checked["changed_files"]
     for planned in checked["diff"]:
+        if planned["after"].startswith("symlink to "):  # the conf-enabled link of a new settings file
+            assert os.readlink(planned["after_header"]) + "\n" == planned["after"][len("symlink to "):]
+            assert planned["before"] == ""
+            continue
         assert Path(planned["after_header"]).read_bytes().decode("utf-8", "replace") == planned["after"]
         relative = str(Path(os.path.realpath(planned["before_header"])).relative_to(root))
-        assert before[relative][1].decode("utf-8", "replace") == planned["before"]
+        assert before.get(relative, ("absent", b""))[1].decode("utf-8", "replace") == planned["before"]
     assert checked["diff"] == applied["diff"]
 
 

@@ -20,6 +20,10 @@ from playbook_runs import (
     assert_report_consistent,
     assert_untouched,
     fleet_state,
+    names_of,
+    promised_by_check_mode,
+    server_names,
+    written_since,
 )
 from playbook_runs import operator  # noqa: F401  (a fixture, found by name)  # pylint: disable=unused-import
 
@@ -63,6 +67,10 @@ def test_enable_with_a_bundle_from_pem_and_der_makes_every_vhost_with_a_responde
     for name in HOST_NAMES:
         host = fleet.host(name)
         assert rows[name]["status"] == "changed", rows[name]
+        # the report says what the plan did: every SSL vhost switched, the files written, the reload
+        assert rows[name]["message"].startswith(f"{len(host['vhosts'])} vhost(s) switched, "), rows[name]
+        assert rows[name]["message"].endswith(", CA bundle deployed, reloaded"), rows[name]
+        assert rows[name]["reloaded"] is True and rows[name]["files"], rows[name]
         assert fleet.configtest(name).returncode == 0
         assert_clients_see(fleet, name, expected_staples(host))
         written = stapling_lines(Path(host["server_root"]))
@@ -80,3 +88,45 @@ def test_enable_with_a_bundle_from_pem_and_der_makes_every_vhost_with_a_responde
     assert again.report["counts"] == {"unchanged": len(HOST_NAMES)}, again.report
     for name in HOST_NAMES:
         assert_untouched(fleet, name, settled[name])
+
+
+def test_audit_reports_the_drift_of_hosts_that_never_stapled_and_changes_no_byte(fleet, operator):
+    before = fleet_state(fleet)
+
+    audit = operator.run("audit_stapling", stapling_state="enabled")
+
+    assert audit.returncode != 0, audit.output  # drift fails the pipeline
+    rows = assert_report_consistent(audit, "audit_stapling")
+    for name in HOST_NAMES:
+        host = fleet.host(name)
+        assert rows[name]["status"] == "drift", rows[name]
+        # the server default goes on, so every SSL vhost would change, those without a responder too
+        assert names_of(rows[name]["vhosts_changed"]) == server_names(host), rows[name]
+        assert_untouched(fleet, name, before[name])
+
+
+@pytest.mark.parametrize("playbook, extra_vars", [
+    ("enable_stapling", {"stapling_ca_bundle_path": BUNDLE_PATH_ON_THE_HOST}),
+    ("disable_stapling", {"stapling_force": True}),
+    ("auto_stapling", {}),
+])
+def test_check_mode_promises_exactly_what_the_real_run_writes(fleet, operator, playbook, extra_vars):
+    """File by file and link by link: the diff of --check --diff is what the real run then writes."""
+    pki = fleet.lab.dir / "pki"
+    if playbook == "enable_stapling":
+        sources = [str(pki / "alpha" / "bundle.pem"), str(pki / "beta" / "bundle.pem")]
+        extra_vars = dict(extra_vars, stapling_ca_bundle_sources=sources)
+    before = fleet_state(fleet)
+
+    check = operator.run(playbook, check=True, **extra_vars)
+
+    assert check.returncode == 0, check.output
+    for name in HOST_NAMES:
+        assert_untouched(fleet, name, before[name])
+
+    real = operator.run(playbook, **extra_vars)
+
+    assert real.returncode == 0, real.output
+    written = written_since(fleet, before)
+    assert all(written.values()), written  # every host had something to change
+    assert promised_by_check_mode(fleet, check) == written

@@ -52,7 +52,8 @@ def test_reload_that_kills_apache_is_undone_and_fails_loudly(fleet, host):
 def test_cpanel_host_reloads_through_cpanels_own_restart_script_when_it_is_there(fleet, host, tmp_path):
     # stands in for /scripts/restartsrv_httpd: notes the call, then reloads this lab host
     calls = tmp_path / "calls"
-    script = tmp_path / "restartsrv_httpd"
+    (tmp_path / "scripts").mkdir()
+    script = tmp_path / "scripts" / "restartsrv_httpd"
     script.write_text("#!/bin/sh\necho restart >> %s\nexec %s\n" % (shlex.quote(str(calls)), host["reload"]))
     script.chmod(0o755)
 
@@ -60,7 +61,7 @@ def test_cpanel_host_reloads_through_cpanels_own_restart_script_when_it_is_there
         "stapling_state": "disabled",
         "stapling_force": True,
         "stapling_apache_reload_command": "",  # no reload command given: the layout decides
-        "stapling_cpanel_restart_script": str(script),
+        "stapling_apache_cpanel_root": str(tmp_path),
     })
 
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-2000:]

@@ -54,7 +54,7 @@ def test_the_description_has_the_commands_as_quoted_strings(tmp_path):
 
 
 @pytest.mark.parametrize("script_there, reload_command", [
-    (True, apache_instance.CPANEL_RESTART_SCRIPT),
+    (True, "/usr/local/cpanel/scripts/restartsrv_httpd"),
     (False, "/usr/sbin/apachectl -f {main} graceful"),
 ])
 def test_a_cpanel_host_reloads_through_cpanels_script_when_it_has_it(tmp_path, script_there, reload_command):
@@ -62,3 +62,41 @@ def test_a_cpanel_host_reloads_through_cpanels_script_when_it_has_it(tmp_path, s
     described = apache_instance.describe(host, config, is_executable=lambda path: script_there)
     assert described["layout"] == "cpanel"
     assert described["reload_command"] == reload_command.format(main=tmp_path / "httpd.conf")
+
+
+@pytest.mark.parametrize("name, settings", [
+    ("debian", ("conf-available/fleet-stapling.conf", "conf-enabled/fleet-stapling.conf")),
+    ("rhel", ("conf.d/fleet-stapling.conf", None)),
+    ("cpanel", ("conf/includes/pre_virtualhost_global.conf", None)),
+    ("bare", None),
+])
+def test_each_layout_has_its_own_place_for_the_collections_settings(tmp_path, name, settings):
+    (tmp_path / "conf-available").mkdir()
+    _host, config = instance(tmp_path, name)
+    found = apache_instance.settings_location(config)
+    if settings is None:
+        assert found is None
+    else:
+        assert found == (str(tmp_path / settings[0]), str(tmp_path / settings[1]) if settings[1] else None)
+
+
+@pytest.mark.parametrize("banner, generated", [
+    ("# built from /var/cpanel/templates/apache2_4/main.default\n", True),
+    ("# run /usr/local/cpanel/bin/apache_conf_distiller --update\n", True),
+    ("# hand-made, laid out like cPanel\n", False),
+])
+def test_only_cpanels_own_banner_or_install_makes_the_main_config_generated(tmp_path, banner, generated):
+    _host, config = instance(tmp_path, "cpanel")
+    main = tmp_path / "httpd.conf"
+    main.write_text(banner + main.read_text())
+    config = parse_config(str(main))
+    assert apache_instance.generated_by_cpanel(config, cpanel_root=str(tmp_path / "no-cpanel")) is generated
+    (tmp_path / "cpanel").mkdir()
+    assert apache_instance.generated_by_cpanel(config, cpanel_root=str(tmp_path / "cpanel")) is True
+
+
+def test_the_ca_bundle_goes_to_the_layouts_directory_or_under_server_root():
+    assert apache_instance.ca_bundle_dir("rhel", "/etc/httpd", is_dir=lambda path: True) == "/etc/pki/tls/certs"
+    assert apache_instance.ca_bundle_dir("rhel", "/etc/httpd", is_dir=lambda path: False) == "/etc/httpd/ssl"
+    assert apache_instance.ca_bundle_dir("cpanel", "/usr/local/apache", is_dir=lambda path: True) == \
+        "/usr/local/apache/ssl"

@@ -110,3 +110,55 @@ def test_rollback_removes_the_backups_it_made(tmp_path):
                                    backup=lambda path: _copy(path, path + ".bak"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ssl.conf"]
     assert target.read_bytes() == b"SSLUseStapling on\n"
+
+
+def test_a_new_settings_file_and_its_link_go_away_together_when_validation_fails(tmp_path):
+    (tmp_path / "conf-available").mkdir()
+    (tmp_path / "conf-enabled").mkdir()
+    settings = tmp_path / "conf-available" / "fleet-stapling.conf"
+    link = tmp_path / "conf-enabled" / "fleet-stapling.conf"
+    seen = []
+
+    def validate():
+        seen.append((link.is_symlink(), link.read_bytes()))
+        return False, "AH00526: Syntax error"
+
+    with pytest.raises(apache_write.WriteError):
+        apache_write.apply_changes({str(settings): (None, b"SSLUseStapling on\n")}, validate=validate,
+                                   links={str(link): "../conf-available/fleet-stapling.conf"})
+    assert seen == [(True, b"SSLUseStapling on\n")]  # validation ran with the file enabled through the link
+    assert sorted(os.listdir(str(tmp_path / "conf-available"))) == []
+    assert not os.path.lexists(str(link))
+
+
+def test_undo_puts_two_runs_back_newest_first(tmp_path):
+    ssl_conf = tmp_path / "ssl.conf"
+    original = b"SSLUseStapling on\r\n# caf\xe9\n"
+    ssl_conf.write_bytes(original)
+
+    def backup(path):
+        return _copy(path, path + ".%d.bak" % len(os.listdir(str(tmp_path))))
+
+    settings = tmp_path / "fleet-stapling.conf"
+    first = apache_write.apply_changes({str(ssl_conf): (original, b"SSLUseStapling off\n"),
+                                        str(settings): (None, b"SSLStaplingCache shmcb:x(128000)\n")},
+                                       validate=lambda: (True, ""), backup=backup)
+    second = apache_write.apply_changes({str(ssl_conf): (b"SSLUseStapling off\n", b"SSLUseStapling on\n")},
+                                        validate=lambda: (True, ""), backup=backup)
+    records = [{"backups": first, "created_files": [str(settings)], "created_links": []},
+               {"backups": second, "created_files": [], "created_links": []}]
+
+    planned = apache_write.undo_records(records, check_mode=True)
+    assert ssl_conf.read_bytes() == b"SSLUseStapling on\n" and settings.exists()  # check mode touches nothing
+
+    assert apache_write.undo_records(records) == planned == ([str(ssl_conf)], [str(settings)])
+    assert ssl_conf.read_bytes() == original
+    assert sorted(os.listdir(str(tmp_path))) == ["ssl.conf"]  # the settings file and the backup copies are gone
+
+
+def test_undo_with_a_lost_backup_says_so_and_restores_the_rest(tmp_path):
+    target = tmp_path / "a.conf"
+    target.write_bytes(b"new\n")
+    with pytest.raises(apache_write.WriteError, match="cannot be read"):
+        apache_write.undo_records([{"backups": {str(target): str(tmp_path / "gone.bak")}}])
+    assert target.read_bytes() == b"new\n"

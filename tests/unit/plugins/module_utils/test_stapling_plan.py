@@ -60,6 +60,13 @@ def apply(rendered):
             handle.write(new)
 
 
+def settings_lines(rendered, root):
+    """The directive lines of the collection's own settings file, created by the plan (header left out)."""
+    old, new = rendered[str(root / "conf.d" / "fleet-stapling.conf")]
+    assert old is None and new.startswith(b"# ")
+    return new.splitlines()[1:]
+
+
 def changed_lines(rendered, path):
     old, new = rendered[str(path)]
     before, after = old.splitlines(), new.splitlines()
@@ -116,8 +123,9 @@ def test_enabling_without_a_cache_derives_one_from_the_session_cache(tree):
     ssl_conf = tree / "conf.d" / "ssl.conf"
     ssl_conf.write_text("SSLSessionCache shmcb:/run/httpd/sslcache(512000)\n")
     plan, rendered = plan_for(tree, state="enabled")
-    added, _removed = changed_lines(rendered, ssl_conf)
-    assert added == [b"SSLUseStapling on", b"SSLStaplingCache shmcb:/run/httpd/ssl_stapling(128000)"]
+    assert sorted(rendered) == [str(tree / "conf.d" / "fleet-stapling.conf")]
+    assert settings_lines(rendered, tree) == [
+        b"SSLUseStapling on", b"SSLStaplingCache shmcb:/run/httpd/ssl_stapling(128000)"]
     assert any("SSLStaplingCache" in warning for warning in plan.warnings)
     assert any("new.test" in warning and "no OCSP URL" in warning for warning in plan.warnings)
 
@@ -155,15 +163,32 @@ def test_crlf_file_gets_crlf_lines(tree):
     assert new.count(b"\n") == new.count(b"\r\n")
 
 
-def test_protected_file_is_overridden_from_an_editable_one(tree):
+CPANEL_BANNER = ("# This configuration file was built from the following templates:\n"
+                 "#   /var/cpanel/templates/apache2_4/main.default\n")
+
+
+def cpanel_shaped(tree, banner):
     httpd = tree / "httpd.conf"
-    httpd.write_text(httpd.read_text() + "SSLUseStapling on\nInclude includes/pre_virtualhost_global.conf\n")
+    httpd.write_text((CPANEL_BANNER if banner else "") + httpd.read_text()
+                     + "SSLUseStapling on\nInclude includes/pre_virtualhost_global.conf\n")
     (tree / "includes").mkdir()
     (tree / "includes" / "pre_virtualhost_global.conf").write_text("# cPanel include\n")
     (tree / "conf.d" / "ssl.conf").write_text("SSLSessionCache shmcb:/run/httpd/sslcache(512000)\n")
+    return httpd
+
+
+def test_a_config_generated_by_cpanel_is_overridden_from_its_global_include(tree):
+    httpd = cpanel_shaped(tree, banner=True)
     _plan, rendered = plan_for(tree, state="disabled", force=True)
     assert str(httpd) not in rendered
     assert rendered[str(tree / "includes" / "pre_virtualhost_global.conf")][1].endswith(b"SSLUseStapling off\n")
+
+
+def test_a_cpanel_shaped_config_without_cpanel_is_edited_like_any_other(tree):
+    httpd = cpanel_shaped(tree, banner=False)
+    _plan, rendered = plan_for(tree, state="disabled", force=True)
+    assert sorted(rendered) == [str(httpd)]
+    assert changed_lines(rendered, httpd) == ([b"SSLUseStapling off"], [b"SSLUseStapling on"])
 
 
 def test_a_change_that_a_later_protected_line_would_undo_is_refused(tree):
@@ -184,8 +209,7 @@ def test_post_config_problem_stapling_without_cache_is_caught(tree):
 
 def test_tunables_are_set_at_server_scope(tree):
     _plan, rendered = plan_for(tree, tunables={"responder_timeout": 3, "fake_try_later": False})
-    added, _removed = changed_lines(rendered, tree / "conf.d" / "ssl.conf")
-    assert added == [b"SSLStaplingResponderTimeout 3", b"SSLStaplingFakeTryLater off"]
+    assert settings_lines(rendered, tree) == [b"SSLStaplingResponderTimeout 3", b"SSLStaplingFakeTryLater off"]
 
 
 def test_quotes_fixed_and_value_changed_on_the_same_line_make_one_edit(tree):
@@ -238,9 +262,47 @@ def test_ca_certificate_file_and_cache_options_land_at_server_scope(tree):
     _plan, rendered = plan_for(tree, state="enabled", cache="shmcb:/run/httpd/big(1024000)",
                                ca_certificate_file="/etc/pki/tls/certs/bundle.pem")
     added, removed = changed_lines(rendered, tree / "conf.d" / "ssl.conf")
-    assert added == [b"SSLStaplingCache        shmcb:/run/httpd/big(1024000)",
-                     b"SSLCACertificateFile /etc/pki/tls/certs/bundle.pem"]
+    # the existing cache line is changed where it is; the new directive goes to the collection's own file
+    assert added == [b"SSLStaplingCache        shmcb:/run/httpd/big(1024000)"]
     assert removed == [b"SSLStaplingCache        shmcb:/run/httpd/ssl_stapling(128000)"]
+    assert settings_lines(rendered, tree) == [b"SSLCACertificateFile /etc/pki/tls/certs/bundle.pem"]
+
+
+def debian_tree(tmp_path):
+    """A Debian-like tree: stapling never set up, one SSL vhost, a2enconf directories."""
+    ca = TestCA()
+    (tmp_path / "shop.pem").write_bytes(pem(ca.leaf("shop.test", ALPHA_URL)) + ca.pem)
+    for directory in ("conf-available", "conf-enabled", "sites-enabled"):
+        (tmp_path / directory).mkdir()
+    (tmp_path / "apache2.conf").write_text(
+        'ServerRoot "%s"\nLoadModule ssl_module mod_ssl.so\nLoadModule socache_shmcb_module mod_socache_shmcb.so\n'
+        "SSLSessionCache shmcb:/run/apache2/ssl_scache(512000)\n"
+        "IncludeOptional conf-enabled/*.conf\nIncludeOptional sites-enabled/*.conf\n" % tmp_path)
+    (tmp_path / "sites-enabled" / "shop.conf").write_text(
+        "<VirtualHost *:443>\n    ServerName shop.test\n    SSLEngine on\n"
+        "    SSLCertificateFile %s/shop.pem\n</VirtualHost>\n" % tmp_path)
+    return tmp_path
+
+
+def test_on_debian_the_settings_file_and_its_link_are_one_plan(tmp_path):
+    root = debian_tree(tmp_path)
+
+    def parse(overrides):
+        return parse_config(str(root / "apache2.conf"), overrides=overrides)
+
+    plan, rendered, _before, after = stapling_plan.plan_change(parse, stapling_plan.Desired(state="enabled"))
+    available = str(root / "conf-available" / "fleet-stapling.conf")
+    assert sorted(rendered) == [available]
+    assert plan.links == {str(root / "conf-enabled" / "fleet-stapling.conf"): "../conf-available/fleet-stapling.conf"}
+    # the plan was verified with the link in place: the vhost staples in the planned tree
+    assert [v["stapling"] for v in after["vhosts"]] == [True]
+    assert len(plan.vhost_changes) == 1
+
+    apply(rendered)
+    for link, target in plan.links.items():
+        (root / "conf-enabled" / "fleet-stapling.conf").symlink_to(target)
+    again, rendered_again, _before, _after = stapling_plan.plan_change(parse, stapling_plan.Desired(state="enabled"))
+    assert (rendered_again, again.links, again.vhost_changes) == ({}, {}, [])
 
 
 def test_server_file_receives_new_server_scope_directives(tree):
