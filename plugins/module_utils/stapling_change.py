@@ -10,6 +10,8 @@ Check mode and a real run share everything up to the write, so they report the s
 
 from __future__ import annotations
 
+import os
+
 from ansible_collections.fleet.stapling.plugins.module_utils import (
     apache_instance,
     apache_write,
@@ -54,6 +56,7 @@ def change_stapling(host, desired, run, check_mode, move=apache_write.plain_move
         "changed_files": sorted(set(rendered).union(links)),
         "created_files": sorted(path for path, (old, _new) in rendered.items() if old is None),
         "created_links": sorted(links),
+        "regenerated_files": sorted(plan.regenerated),
         "vhost_changes": plan.vhost_changes,
         "selected_vhosts": [v["id"] for v in plan.selected],
         "apache_version": host.version_string,
@@ -68,13 +71,68 @@ def change_stapling(host, desired, run, check_mode, move=apache_write.plain_move
         ],
     }
     if result["changed"] and not check_mode:
-        result["backups"] = apache_write.apply_changes(
-            rendered, validate=lambda: host.configtest(run), move=move, backup=backup, links=links)
+        result["backups"] = _write(host, plan, rendered, run, move, backup)
         after = stapling_facts.stapling_facts(host.parse())
     else:
         after = _with_certificates(after, facts)
     result["stapling"] = {"server": after["server"], "vhosts": after["vhosts"]}
+    result["check_targets"] = check_targets(after["vhosts"], [change["vhost"] for change in plan.vhost_changes])
     return result
+
+
+# A reload either survives or kills the whole server: a few handshakes tell, however many vhosts changed.
+MAX_CHECK_TARGETS = 5
+_LOCAL_FOR_ANY = {"*": "127.0.0.1", "_default_": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
+
+
+def check_targets(vhosts, changed_ids):
+    """Where to check after a reload that Apache still answers TLS: the switched vhosts (the first few), or the
+    first SSL vhost when none switched (only server-wide settings, or the CA bundle, changed)."""
+    if not vhosts:
+        return []
+    chosen = [v for v in vhosts if v["id"] in set(changed_ids)] or vhosts[:1]
+    targets = []
+    for vhost in chosen[:MAX_CHECK_TARGETS]:
+        address = (vhost.get("addresses") or ["*:443"])[0]
+        host, _colon, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            host, port = address, "443"
+        host = host.strip("[]")
+        targets.append({"address": _LOCAL_FOR_ANY.get(host, host), "port": int(port),
+                        "server_name": vhost["server_name"]})
+    return targets
+
+
+def _write(host, plan, rendered, run, move, backup):
+    """Write, validate, restore on failure. On cPanel, its rebuild runs between writing the userdata files and
+    ``ctl -t``, and runs again after a restore so that httpd.conf stops including what was taken away."""
+    if not plan.rebuild_command:
+        return apache_write.apply_changes(rendered, validate=lambda: host.configtest(run), move=move, backup=backup,
+                                          links=plan.links)
+
+    def rebuild_then_test():
+        ok, message = _rebuild(plan.rebuild_command, run)
+        return host.configtest(run) if ok else (ok, message)
+
+    try:
+        return apache_write.apply_changes(rendered, validate=rebuild_then_test, move=move, backup=backup,
+                                          links=plan.links)
+    except apache_write.WriteError as exc:
+        ok, message = _rebuild(plan.rebuild_command, run)
+        if not ok:
+            raise apache_write.WriteError("%s And rebuilding httpd.conf after the restore failed too: %s"
+                                          % (exc, message))
+        raise
+
+
+def _rebuild(command, run):
+    try:
+        rc, out, err = run(command)
+    except (IOError, OSError) as exc:
+        return False, "%s could not run: %s" % (command[0], exc)
+    if rc != 0:
+        return False, "%s failed (rc=%d): %s" % (command[0], rc, (err or out).strip())
+    return True, ""
 
 
 def undo_change(host, records, run, check_mode, move=apache_write.plain_move):
@@ -82,6 +140,11 @@ def undo_change(host, records, run, check_mode, move=apache_write.plain_move):
     restored, removed = apache_write.undo_records(records, move=move, check_mode=check_mode)
     changed = bool(restored or removed)
     if changed and not check_mode:
+        if any(record.get("regenerated_files") for record in records):
+            # cPanel includes a userdata directory only while it holds a file: rebuild without the removed ones
+            ok, message = _rebuild([os.path.join(host.cpanel_root, apache_instance.CPANEL_REBUILD_SCRIPT)], run)
+            if not ok:
+                raise apache_write.WriteError("the files are back as they were before, but %s" % message)
         ok, message = host.configtest(run)
         if not ok:
             raise apache_write.WriteError("the files are back as they were before, but ctl -t now fails: %s"
@@ -92,6 +155,7 @@ def undo_change(host, records, run, check_mode, move=apache_write.plain_move):
         "changed_files": sorted(restored + removed),
         "created_files": [],
         "created_links": [],
+        "regenerated_files": [],
         "restored_files": restored,
         "removed_files": removed,
         "vhost_changes": [],
@@ -99,6 +163,7 @@ def undo_change(host, records, run, check_mode, move=apache_write.plain_move):
         "apache_version": host.version_string,
         "warnings": [],
         "stapling": {"server": facts["server"], "vhosts": facts["vhosts"]},
+        "check_targets": check_targets(facts["vhosts"], []),
     }
 
 

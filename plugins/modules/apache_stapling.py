@@ -34,6 +34,10 @@ description:
   - When cPanel generates the main C(httpd.conf) (a C(/usr/local/cpanel) install, or cPanel's banner at the top
     of the file), that file is never edited; per-vhost changes go to the vhost's userdata include directory. A
     host that only looks like cPanel has its C(httpd.conf) edited like any other file.
+  - A generated vhost with no userdata include yet is changed the cPanel way, when C(rebuildhttpdconf) is there
+    (see O(cpanel_root)); the setting goes to a file in the userdata directory that the vhost names in its commented
+    C(Include), cPanel's rebuild then switches that C(Include) on, and C(ctl -t) checks the result. On failure the
+    file is removed and the rebuild run again. RV(regenerated_files) names what cPanel rewrote.
   - The module never reloads Apache; reloading is the job of a handler.
 requirements:
   - cryptography >= 3.4.8 on the managed host (the distribution's C(python3-cryptography) is enough on Debian 12,
@@ -127,7 +131,8 @@ options:
     description:
       - Put the host back as it was before earlier runs of this module, given what they returned (at least
         RV(backups), RV(created_files) and RV(created_links); the runs must have had O(backup=true)). The newest
-        run is undone first, then the one before. The restored config is checked with C(ctl -t).
+        run is undone first, then the one before. Where a run had cPanel regenerate httpd.conf
+        (RV(regenerated_files)), cPanel's rebuild runs again. The restored config is checked with C(ctl -t).
       - This is how a change that passed validation but killed httpd at its reload is taken back. With O(undo),
         every option but the instance ones is ignored.
     type: list
@@ -189,6 +194,23 @@ created_files:
   type: list
   elements: str
   sample: [/etc/apache2/conf.d/userdata/ssl/2_4/user/shop.example.com/fleet_stapling.conf]
+check_targets:
+  description:
+    - Where to check, after the reload, that Apache still answers TLS. These are the first few vhosts whose stapling
+      changed, or the first SSL vhost when none switched (C(*) and C(_default_) become loopback). Fits
+      O(fleet.stapling.ocsp_probe#module:stapled_targets).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{address: 127.0.0.1, port: 443, server_name: shop.example.com}]
+regenerated_files:
+  description:
+    - Generated files that cPanel's C(rebuildhttpdconf) rewrote (in check mode, would rewrite) so that each changed
+      vhost includes its userdata file; cPanel, not this module, writes them, and rewrites them at every rebuild.
+  returned: always
+  type: list
+  elements: str
+  sample: [/etc/apache2/conf/httpd.conf]
 created_links:
   description: Symlinks that were (or in check mode would be) made, such as the C(conf-enabled) link of a new settings file.
   returned: always

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -24,6 +25,26 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 LAB_DIR = REPO_ROOT / "tests" / "lab"
 if str(LAB_DIR) not in sys.path:
     sys.path.insert(0, str(LAB_DIR))
+
+
+ANSIBLE = Path(sys.executable).with_name("ansible")
+_ADHOC_RESULT = re.compile(r"^\S+ \| (SUCCESS|CHANGED|FAILED!) => ", re.MULTILINE)
+
+
+def run_adhoc(env: dict, inventories: list[Path], host: str, module: str, args: dict | str, check: bool = False,
+              cwd: Path | None = None) -> tuple[bool, dict]:
+    """``ansible HOST -m MODULE -a ARGS`` through the given inventories, as an operator's ad-hoc command reaches a
+    host (over the lab's SSH): (succeeded, the module's result, with ansible's stderr under "stderr")."""
+    command = [str(ANSIBLE), host, "-m", module, "-a", args if isinstance(args, str) else json.dumps(args)]
+    for inventory in inventories:
+        command += ["-i", str(inventory)]
+    command += ["--check"] * check
+    completed = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
+    match = _ADHOC_RESULT.search(completed.stdout)
+    assert match, f"no result in the output of {' '.join(command)}:\n{completed.stdout}{completed.stderr}"
+    result = json.loads(completed.stdout[match.end():])
+    result["stderr"] = completed.stderr
+    return match.group(1) != "FAILED!", result
 
 
 def _collections_root() -> str:

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import HOST_NAMES, REPO_ROOT, expected_staples
+from conftest import HOST_NAMES, REPO_ROOT, expected_staples, run_adhoc
 from playbook_runs import (
     ALPHA_OCSP_HOST,
     Operator,
@@ -49,15 +48,9 @@ def floor_python() -> str:
     return compat_python(FLOOR_CRYPTOGRAPHY)
 
 
-def run_module(fleet, inventory: Path, module: str, arguments: str) -> tuple[int, dict]:
-    """One module on web1 in check mode, through the lab inventory plus ``inventory``: the exit code and the
-    module's result."""
-    completed = subprocess.run(
-        [str(Path(sys.executable).with_name("ansible")), "web1", "--check", "-i", str(fleet.lab.inventory),
-         "-i", str(inventory), "-m", module, "-a", arguments],
-        env=fleet.env, capture_output=True, text=True, timeout=120, check=False)
-    assert "=>" in completed.stdout, completed.stdout + completed.stderr
-    return completed.returncode, json.loads(completed.stdout.split("=>", 1)[1])
+def run_module(fleet, inventory: Path, module: str, arguments: str) -> tuple[bool, dict]:
+    """One module on web1 in check mode, through the lab inventory plus ``inventory``: (succeeded, its result)."""
+    return run_adhoc(fleet.env, [fleet.lab.inventory, inventory], "web1", module, arguments, check=True)
 
 
 def floor_inventory(directory: Path, floor_python: str) -> Path:
@@ -89,8 +82,8 @@ def test_the_floor_interpreter_is_what_the_modules_get_over_ssh(fleet, floor_pyt
          "importlib.util.find_spec('OpenSSL') is not None)"],
         capture_output=True, text=True, timeout=60, check=True)
     assert completed.stdout.split() == [FLOOR_CRYPTOGRAPHY, "False"]
-    returncode, facts = run_module(fleet, inventory, "ansible.builtin.setup", "gather_subset=!all,!min,python")
-    assert returncode == 0, facts
+    succeeded, facts = run_module(fleet, inventory, "ansible.builtin.setup", "gather_subset=!all,!min,python")
+    assert succeeded, facts
     python = facts["ansible_facts"]["ansible_python"]
     assert (python["version"]["major"], python["version"]["minor"]) == (3, 8), python
     assert python["executable"] == floor_python, python
@@ -148,12 +141,12 @@ def test_below_the_floor_every_module_that_needs_cryptography_says_so_without_a_
     for module in MODULES_NEEDING_CRYPTOGRAPHY:
         options = instance + (" discover=true" if module == "ocsp_probe" else "")
         options += " state=disabled" if module == "apache_stapling" else ""
-        returncode, result = run_module(fleet, inventory, f"fleet.stapling.{module}", options)
-        assert returncode != 0, (module, result)
+        succeeded, result = run_module(fleet, inventory, f"fleet.stapling.{module}", options)
+        assert not succeeded, (module, result)
         message = result["msg"]
         assert f"cryptography {BELOW_FLOOR_CRYPTOGRAPHY} is too old" in message, (module, message)
         assert f">= {FLOOR_CRYPTOGRAPHY}" in message and below_floor_python in message, (module, message)
         assert "Traceback" not in json.dumps(result) and not result.get("module_stderr"), (module, result)
     # apache_stapling_log reads no certificate's signature: it still works there, certificates or not.
-    returncode, result = run_module(fleet, inventory, "fleet.stapling.apache_stapling_log", instance)
-    assert returncode == 0, result
+    succeeded, result = run_module(fleet, inventory, "fleet.stapling.apache_stapling_log", instance)
+    assert succeeded, result

@@ -89,6 +89,15 @@ def test_enable_with_a_bundle_from_pem_and_der_makes_every_vhost_with_a_responde
     for name in HOST_NAMES:
         assert_untouched(fleet, name, settled[name])
 
+    audit = operator.run("audit_stapling", stapling_state="enabled", stapling_ca_bundle_sources=sources,
+                         stapling_ca_bundle_path=BUNDLE_PATH_ON_THE_HOST)
+
+    assert audit.returncode == 0, audit.output
+    assert assert_report_consistent(audit, "audit_stapling")
+    assert audit.report["counts"] == {"in_line": len(HOST_NAMES)}, audit.report
+    for name in HOST_NAMES:
+        assert_untouched(fleet, name, settled[name])
+
 
 def test_audit_reports_the_drift_of_hosts_that_never_stapled_and_changes_no_byte(fleet, operator):
     before = fleet_state(fleet)

@@ -11,23 +11,20 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import COLLECTIONS_ROOT
+from conftest import COLLECTIONS_ROOT, run_adhoc
 from ansible_collections.fleet.stapling.plugins.module_utils import ocsp_probe_run
 from ansible_collections.fleet.stapling.plugins.module_utils.ocsp_probe_run import Settings
 from fleetlab import pki, responder
 from fleetlab.testing import RunningLab
 
-ANSIBLE = Path(sys.executable).with_name("ansible")
 RELOADED = "resuming normal operations"
 
 # What each fault mode of the lab responder must come out as, for a good certificate.
@@ -81,14 +78,7 @@ class OcspLab:
 
     def module(self, args: dict, host: str = "web1", check: bool = False) -> tuple[bool, dict]:
         """``ansible HOST -m fleet.stapling.ocsp_probe -a JSON`` over the lab's SSH: (succeeded, the result)."""
-        command = [str(ANSIBLE), host, "-m", "fleet.stapling.ocsp_probe", "-a", json.dumps(args),
-                   "-i", str(self.lab.inventory)]
-        command += ["--check"] * check
-        completed = subprocess.run(command, env=self.env, cwd=self.scratch, capture_output=True, text=True,
-                                   timeout=120, check=False)
-        match = re.search(r"^\S+ \| (SUCCESS|FAILED!) => ", completed.stdout, re.MULTILINE)
-        assert match, f"no result in the output of {' '.join(command)}:\n{completed.stdout}{completed.stderr}"
-        return match.group(1) == "SUCCESS", json.loads(completed.stdout[match.end():])
+        return run_adhoc(self.env, [self.lab.inventory], host, "fleet.stapling.ocsp_probe", args, check, self.scratch)
 
 
 @pytest.fixture(scope="module")

@@ -8,22 +8,17 @@ system Python, where pyOpenSSL is hidden as on a minimal host: there the staple 
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from conftest import COLLECTIONS_ROOT
+from conftest import COLLECTIONS_ROOT, run_adhoc
 from ansible_collections.fleet.stapling.plugins.module_utils import ocsp_probe_run, staple_probe
 from fleetlab.testing import RunningLab, free_port_block
 
-ANSIBLE = Path(sys.executable).with_name("ansible")
 HOSTS = ("web1", "web2")  # web2 serves a revoked certificate, web1 a Must-Staple one
 CLIENTS = ("pyopenssl", "openssl-s_client")
 # What every client must conclude per kind of lab certificate: (status, error_class).
@@ -68,13 +63,7 @@ class ClientsLab:
 
     def module(self, args: dict, host: str) -> tuple[bool, dict]:
         """``ansible HOST -m fleet.stapling.ocsp_probe`` over the lab's SSH: (succeeded, result)."""
-        command = [str(ANSIBLE), host, "-i", str(self.lab.inventory), "-m", "fleet.stapling.ocsp_probe",
-                   "-a", json.dumps(args)]
-        completed = subprocess.run(command, env=self.env, cwd=self.scratch, capture_output=True, text=True,
-                                   timeout=120, check=False)
-        found = re.search(r"^\S+ \| (SUCCESS|FAILED!) => ", completed.stdout, re.MULTILINE)
-        assert found, "no module result from %s:\n%s%s" % (" ".join(command), completed.stdout, completed.stderr)
-        return found.group(1) == "SUCCESS", json.loads(completed.stdout[found.end():])
+        return run_adhoc(self.env, [self.lab.inventory], host, "fleet.stapling.ocsp_probe", args, cwd=self.scratch)
 
 
 @pytest.fixture(scope="module")

@@ -15,21 +15,18 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import re
 import shlex
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import COLLECTIONS_ROOT
+from conftest import COLLECTIONS_ROOT, run_adhoc
 from fleetlab.staple_check import check_staple
 from fleetlab.testing import RunningLab
 
-ANSIBLE = Path(sys.executable).with_name("ansible")
 MODULE = "fleet.stapling.apache_stapling_log"
 WAIT_SECONDS = 20.0
 # The module options every run passes on from the lab inventory's host variables.
@@ -64,16 +61,8 @@ class LogLab:
 
     def module(self, host: str, check: bool = False, **args) -> tuple[bool, dict]:
         """``ansible HOST -m fleet.stapling.apache_stapling_log -a JSON``: (succeeded, the module's result)."""
-        command = [str(ANSIBLE), host, "-i", str(self.lab.inventory), "-m", MODULE,
-                   "-a", json.dumps(dict(INSTANCE_ARGS, **args))]
-        command += ["--check"] * check
-        completed = subprocess.run(command, env=self.env, cwd=self.scratch, capture_output=True, text=True,
-                                   timeout=120, check=False)
-        match = re.search(r"^\S+ \| (SUCCESS|FAILED!) => ", completed.stdout, re.MULTILINE)
-        assert match, f"no result in the output of {' '.join(command)}:\n{completed.stdout}{completed.stderr}"
-        result = json.loads(completed.stdout[match.end():])
-        result["stderr"] = completed.stderr
-        return match.group(1) == "SUCCESS", result
+        return run_adhoc(self.env, [self.lab.inventory], host, MODULE, dict(INSTANCE_ARGS, **args), check,
+                         self.scratch)
 
     def diagnose(self, host: str, **args) -> dict:
         succeeded, result = self.module(host, **args)

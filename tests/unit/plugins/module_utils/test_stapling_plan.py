@@ -321,3 +321,52 @@ def test_enabling_leaves_a_stapling_mod_md_setup_alone(tree):
     plan, rendered = plan_for(tree, state="enabled")
     assert str(tree / "httpd.conf") not in rendered  # no MD line touched
     assert plan.vhost_changes == []  # mod_md already staples every vhost
+
+
+def cpanel_inline_tree(tmp_path):
+    """A config cPanel generated: banner, vhosts inline, each naming its userdata directory in a commented Include."""
+    ca = TestCA()
+    (tmp_path / "shop.pem").write_bytes(pem(ca.leaf("shop.test", ALPHA_URL)) + ca.pem)
+    (tmp_path / "includes").mkdir()
+    (tmp_path / "includes" / "pre_virtualhost_global.conf").write_text("# editable\n")
+    (tmp_path / "httpd.conf").write_text(
+        CPANEL_BANNER + 'ServerRoot "%s"\nLoadModule ssl_module mod_ssl.so\n'
+        "LoadModule socache_shmcb_module mod_socache_shmcb.so\nSSLStaplingCache shmcb:/run/s(128000)\n"
+        "SSLUseStapling on\nInclude includes/pre_virtualhost_global.conf\n"
+        "<VirtualHost *:443>\n    ServerName shop.test\n    SSLEngine on\n    SSLCertificateFile %s/shop.pem\n"
+        '    # Include "%s/userdata/ssl/2_4/owner/shop.test/*.conf"\n</VirtualHost>\n' % (tmp_path, tmp_path, tmp_path))
+    return tmp_path
+
+
+def test_a_generated_cpanel_vhost_is_changed_through_userdata_and_cpanels_rebuild(tmp_path):
+    root = cpanel_inline_tree(tmp_path)
+    scripts = root / "cpanel" / "scripts"
+    scripts.mkdir(parents=True)
+    (scripts / "rebuildhttpdconf").write_text("#!/bin/sh\n")
+    (scripts / "rebuildhttpdconf").chmod(0o755)
+
+    plan, rendered = plan_for(root, state="disabled", vhosts=["shop.test"], cpanel_root=str(root / "cpanel"))
+
+    userdata = str(root / "userdata" / "ssl" / "2_4" / "owner" / "shop.test" / "fleet_stapling.conf")
+    assert sorted(rendered) == [userdata]  # httpd.conf is cPanel's to write
+    assert rendered[userdata][1].splitlines()[1:] == [b"SSLUseStapling off"]
+    assert plan.rebuild_command == [str(scripts / "rebuildhttpdconf")]
+    # checked against httpd.conf as the rebuild will write it: the Include switched on
+    assert list(plan.regenerated) == [str(root / "httpd.conf")]
+    assert b'    Include "%s/userdata/ssl/2_4/owner/shop.test/*.conf"\n' % str(root).encode() in \
+        plan.regenerated[str(root / "httpd.conf")]
+
+
+def test_a_generated_cpanel_vhost_without_cpanels_rebuild_is_refused_with_the_reason(tmp_path):
+    root = cpanel_inline_tree(tmp_path)
+    with pytest.raises(stapling_plan.StaplingError, match="rebuildhttpdconf"):
+        plan_for(root, state="disabled", vhosts=["shop.test"], cpanel_root=str(root / "no-cpanel"))
+
+
+def test_a_cpanel_shaped_vhost_without_cpanel_is_edited_in_httpd_conf(tmp_path):
+    root = cpanel_inline_tree(tmp_path)
+    httpd = root / "httpd.conf"
+    httpd.write_text(httpd.read_text().replace(CPANEL_BANNER, ""))
+    plan, rendered = plan_for(root, state="disabled", vhosts=["shop.test"], cpanel_root=str(root / "no-cpanel"))
+    assert sorted(rendered) == [str(httpd)] and plan.regenerated == {}
+    assert changed_lines(rendered, httpd) == ([b"    SSLUseStapling off"], [])
