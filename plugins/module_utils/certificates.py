@@ -13,6 +13,7 @@ host's library cannot be used (missing, or older than the floor), for the module
 
 from __future__ import annotations
 
+import binascii
 import datetime
 import re
 import sys
@@ -22,6 +23,7 @@ try:
     import cryptography
     from cryptography import x509
     from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import hashes
     from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID
 except ImportError:  # pragma: no cover - reported by the modules
     HAS_CRYPTOGRAPHY = False
@@ -183,4 +185,6 @@ def describe(certificate):
         "must_staple": is_must_staple(certificate),
         "subject_key_id": key_identifier(certificate, "subject"),
         "authority_key_id": key_identifier(certificate, "authority"),
+        # how mod_md names the certificate's response in its store
+        "sha1_fingerprint": binascii.hexlify(certificate.fingerprint(hashes.SHA1())).decode("ascii"),
     }

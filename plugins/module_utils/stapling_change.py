@@ -15,6 +15,7 @@ import os
 from ansible_collections.fleet.stapling.plugins.module_utils import (
     apache_instance,
     apache_write,
+    md_engine,
     stapling_facts,
     stapling_plan,
 )
@@ -29,6 +30,7 @@ STAPLING_ERRORS = (
     CertificateError,
     stapling_plan.StaplingError,
     apache_write.WriteError,
+    md_engine.MdEngineError,
 )
 
 
@@ -45,6 +47,7 @@ def desired_from_params(params):
         protected_files=params.get("protected_files"),
         server_file=params.get("server_file"),
         cpanel_root=params.get("cpanel_root") or apache_instance.CPANEL_ROOT,
+        engine=params.get("engine"),
     )
 
 
@@ -57,6 +60,7 @@ def change_stapling(host, desired, run, check_mode, move=apache_write.plain_move
         "created_files": sorted(path for path, (old, _new) in rendered.items() if old is None),
         "created_links": sorted(links),
         "regenerated_files": sorted(plan.regenerated),
+        "reload_twice": plan.reload_twice,
         "vhost_changes": plan.vhost_changes,
         "selected_vhosts": [v["id"] for v in plan.selected],
         "apache_version": host.version_string,
@@ -156,6 +160,7 @@ def undo_change(host, records, run, check_mode, move=apache_write.plain_move):
         "created_files": [],
         "created_links": [],
         "regenerated_files": [],
+        "reload_twice": False,
         "restored_files": restored,
         "removed_files": removed,
         "vhost_changes": [],

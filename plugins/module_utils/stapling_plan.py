@@ -20,6 +20,7 @@ from ansible_collections.fleet.stapling.plugins.module_utils import (
     apache_config,
     apache_edit,
     apache_instance,
+    md_engine,
     stapling_facts,
 )
 
@@ -50,7 +51,7 @@ class Desired(object):
 
     def __init__(self, state=None, vhosts=None, ocsp_hosts=None, cache=None, tunables=None,
                  ca_certificate_file=None, force=False, protected_files=None, server_file=None,
-                 cpanel_root=apache_instance.CPANEL_ROOT):
+                 cpanel_root=apache_instance.CPANEL_ROOT, engine=None):
         self.state = state
         self.vhosts = list(vhosts or [])
         self.ocsp_hosts = [h.lower() for h in (ocsp_hosts or [])]
@@ -61,6 +62,7 @@ class Desired(object):
         self.protected_files = protected_files
         self.server_file = server_file
         self.cpanel_root = cpanel_root
+        self.engine = engine  # None: leave the engine as it is; "mod_ssl" or "mod_md"
 
     @property
     def selective(self):
@@ -78,6 +80,8 @@ class Plan(object):
         # read then (used to check the plan; cPanel, not this module, writes them), and the rebuild command
         self.regenerated = {}
         self.rebuild_command = None
+        # mod_md newly loaded: its background fetcher starts only at httpd's second (re)start after that
+        self.reload_twice = False
 
     def add(self, edit):
         if edit is not None:
@@ -160,6 +164,9 @@ class _Writer(object):
         self.rewritten[where] = edit
         self.plan.add(edit)
         return True
+
+    def append(self, path, directives, reason):
+        self.plan.add(apache_edit.append_to_file(self.config, path, directives, reason))
 
     def set_server(self, name, args, reason):
         found = self.config.server_scope(name)
@@ -302,6 +309,15 @@ def plan_change(parse, desired):
     if fixed:
         # a value in typographic quotes means nothing to httpd: plan the rest on the repaired tree
         config = parse(dict((path, new) for path, (_old, new) in fixed.items()))
+    if desired.engine == "mod_ssl" and desired.state == "enabled":
+        # back from mod_md: MDStapling off first, so that the mod_ssl plan sees which vhosts mod_ssl staples
+        md_off = Plan()
+        md_engine.plan_switch_to_ssl(config, _Writer(config, desired, md_off))
+        switched = apache_edit.render_edits(config, md_off.edits)
+        if switched:
+            for path, (old, new) in switched.items():
+                fixed[path] = (fixed[path][0] if path in fixed else old, new)
+            config = parse(dict((path, new) for path, (_old, new) in fixed.items()))
     facts = stapling_facts.stapling_facts(config)
     plan = plan_stapling(config, facts, desired)
     plan.warnings[:0] = fixes.warnings
@@ -325,7 +341,10 @@ def plan_stapling(config, facts, desired):
 
     if desired.state == "disabled":
         _guard_must_staple(plan.selected, desired)
-    if desired.state in ("enabled", "disabled"):
+    if desired.state == "enabled" and desired.engine == "mod_md":
+        md_engine.plan_switch_to_md(config, writer, plan, facts, desired)
+        _plan_cache(config, writer, facts, desired, plan, needed=False)
+    elif desired.state in ("enabled", "disabled"):
         wanted = desired.state == "enabled"
         if desired.selective:
             _plan_selected(config, writer, plan, sections, wanted)
@@ -392,13 +411,15 @@ def _switch_md_stapling_off_for(config, writer, vhost):
                         "vhosts, or give its domain an <MDomain> section." % (vhost["id"], how))
 
 
-def _plan_cache(config, writer, facts, desired, plan):
+def _plan_cache(config, writer, facts, desired, plan, needed=True):
     existing = facts["server"]["stapling_cache"]
     if desired.cache:
         writer.set_server("SSLStaplingCache", [desired.cache], "stapling cache")
         cache = desired.cache
-    elif existing:
+    elif existing or not needed:
         cache = existing
+        if not cache:
+            return
     else:
         stapling_count = len(facts["vhosts"])
         cache = derive_cache(config.server_root, facts["server"]["session_cache"], stapling_count)
@@ -464,6 +485,14 @@ def link_target(link, target):
     return os.path.normpath(os.path.join(os.path.dirname(link), target))
 
 
+def _disk_bytes(path):
+    try:
+        with open(path, "rb") as stream:
+            return stream.read()
+    except (IOError, OSError):
+        return b""
+
+
 def verify_planned(reparse, rendered, desired, selected_keys, links=None, regenerated=None):
     """Re-read the tree as it would be after the edits and check it does what was asked.
 
@@ -474,7 +503,7 @@ def verify_planned(reparse, rendered, desired, selected_keys, links=None, regene
     overrides = dict((path, new) for path, (_old, new) in rendered.items())
     for link, target in (links or {}).items():
         # httpd will read the link's target through the link's own name
-        overrides[link] = overrides.get(link_target(link, target), b"")
+        overrides[link] = overrides.get(link_target(link, target)) or _disk_bytes(link_target(link, target))
     overrides.update(regenerated or {})  # as cPanel's rebuild will write them
     config = reparse(overrides)
     facts = stapling_facts.stapling_facts(config, read_certificates=False)
@@ -496,7 +525,8 @@ def verify_planned(reparse, rendered, desired, selected_keys, links=None, regene
 def post_config_problems(config, facts):
     """What httpd only checks after 'Syntax OK', at (re)start: these kill the server at reload."""
     problems = []
-    stapling_anywhere = any(v["stapling"] for v in facts["vhosts"])
+    # mod_md keeps its responses in its own store: only mod_ssl's stapling needs SSLStaplingCache
+    stapling_anywhere = any(v["stapling_engine"] == "mod_ssl" for v in facts["vhosts"])
     cache = facts["server"]["stapling_cache"]
     if stapling_anywhere and not cache:
         problems.append("stapling is on but there is no server-scope SSLStaplingCache (httpd fails at reload "

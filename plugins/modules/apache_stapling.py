@@ -63,6 +63,18 @@ options:
       - When omitted, only the tunables, O(cache) and O(ca_certificate_file) are applied.
     type: str
     choices: [enabled, disabled]
+  engine:
+    description:
+      - Who staples, with O(state=enabled). V(mod_md) switches the whole host to mod_md's stapling, which fetches
+        in the background and keeps responses on disk across reloads and restarts, so a hanging responder never
+        stalls a handshake. It loads mod_md the layout's way when needed (then RV(reload_twice) is true), sets
+        C(MDStapling on) and an C(MDStoreDir), and
+        switches C(SSLUseStapling) off; C(SSLStaplingCache) stays. OCSP Must-Staple vhosts move only once the
+        store holds a good response for them, unless O(force=true).
+      - V(mod_ssl) switches back, C(MDStapling) off and C(SSLUseStapling) on; mod_md stays loaded.
+      - When omitted, the engine is left as it is.
+    type: str
+    choices: [mod_ssl, mod_md]
   vhosts:
     description:
       - Only act on SSL vhosts whose C(ServerName) or a C(ServerAlias) matches one of these shell-style patterns.
@@ -194,6 +206,14 @@ created_files:
   type: list
   elements: str
   sample: [/etc/apache2/conf.d/userdata/ssl/2_4/user/shop.example.com/fleet_stapling.conf]
+reload_twice:
+  description:
+    - Whether mod_md was newly loaded (O(engine=mod_md)). httpd then needs two graceful reloads, one after the
+      other. After the first, mod_md's background fetcher does not run (mod_watchdog logs AH02980) and nothing is
+      stapled; the second starts it, without dropping a connection as a full restart would.
+  returned: always
+  type: bool
+  sample: false
 check_targets:
   description:
     - Where to check, after the reload, that Apache still answers TLS. These are the first few vhosts whose stapling
@@ -288,6 +308,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             state=dict(type="str", choices=["enabled", "disabled"]),
+            engine=dict(type="str", choices=["mod_ssl", "mod_md"]),
             vhosts=dict(type="list", elements="str", default=[]),
             ocsp_hosts=dict(type="list", elements="str", default=[]),
             force=dict(type="bool", default=False),

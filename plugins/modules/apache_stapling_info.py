@@ -254,6 +254,18 @@ vhosts:
       type: str
       returned: always
       sample: null
+    md_stored_response:
+      description:
+        - When mod_md is loaded, the response its store holds for the vhost's certificate (what it staples from,
+          across reloads and restarts), or null when it holds none.
+        - C(usable) is a good response still valid. C(renewal_errors) counts mod_md's failed renewal runs in a row
+          and C(last_renewal) says what its last run did. C(at_risk) flags a response that renewals keep failing
+          to replace and that is valid for less than a day (or no longer). It may run out before the responder is
+          back, and mod_md would then staple nothing.
+      type: dict
+      returned: always
+      sample: {status: good, valid_until: "2026-12-03T10:00:00Z", seconds_left: 80000, usable: true, renewal_errors: 0,
+               last_renewal: "certificate status is GOOD", at_risk: false}
 findings:
   description:
     - Settings that work but hurt when a responder fails, each with a C(code) and a C(message). Codes are
@@ -281,13 +293,27 @@ missing_includes:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleet.stapling.plugins.module_utils import apache_instance, certificates, stapling_facts
+from ansible_collections.fleet.stapling.plugins.module_utils import (
+    apache_instance,
+    certificates,
+    md_store,
+    stapling_facts,
+)
 from ansible_collections.fleet.stapling.plugins.module_utils.apache_host import (
     INSTANCE_ARGUMENT_SPEC,
     discover_from_params,
     module_runner,
 )
 from ansible_collections.fleet.stapling.plugins.module_utils.stapling_change import STAPLING_ERRORS
+
+
+def _with_md_store(config, facts):
+    """Each vhost's response in mod_md's store, when mod_md is loaded."""
+    responses, job = md_store.read_store(md_store.store_dir(config)) if facts["server"]["md_loaded"] else ({}, None)
+    now = md_store.utc_now()
+    for vhost in facts["vhosts"]:
+        sha1 = (vhost.get("certificate") or {}).get("sha1_fingerprint")
+        vhost["md_stored_response"] = md_store.stored_response(sha1, responses, job, now) if job else None
 
 
 def main():
@@ -302,6 +328,7 @@ def main():
         host = discover_from_params(module_runner(module), module.params)
         config = host.parse()
         facts = stapling_facts.stapling_facts(config)
+        _with_md_store(config, facts)
     except STAPLING_ERRORS as exc:
         module.fail_json(msg=str(exc))
     for warning in facts.pop("warnings"):

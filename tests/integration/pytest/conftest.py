@@ -156,11 +156,16 @@ class LabFleet:
         completed = subprocess.run(shlex.split(host["reload"]), capture_output=True, text=True, timeout=60,
                                    check=False)
         assert completed.returncode == 0, f"{name}: reload failed:\n{completed.stdout}{completed.stderr}"
+        self.wait_for_reloads(name, before + 1)
+
+    def wait_for_reloads(self, name: str, count: int) -> None:
+        """Wait until the master has logged ``count`` (re)starts in all, and check it is alive."""
+        host = self.host(name)
         deadline = time.monotonic() + WAIT_SECONDS
-        while error_log_reloads(host) == before and time.monotonic() < deadline:
+        while error_log_reloads(host) < count and time.monotonic() < deadline:
             time.sleep(0.1)
         log_tail = "\n".join(Path(host["error_log"]).read_text(errors="replace").splitlines()[-10:])
-        assert error_log_reloads(host) > before, f"{name} did not come back from the reload:\n{log_tail}"
+        assert error_log_reloads(host) >= count, f"{name} did not come back from the reload:\n{log_tail}"
         assert master_alive(host), f"{name}: the Apache master died at the reload:\n{log_tail}"
 
     def staple(self, name: str, server_name: str) -> StapleCheck:

@@ -201,6 +201,8 @@ def _render_debian(host: HostPlan) -> Tree:
     for module in BASE_MODULES:
         tree.files[f"mods-available/{module}.load"] = f"LoadModule {module}_module {host.modules_dir}/mod_{module}.so\n"
         tree.links[f"mods-enabled/{module}.load"] = f"../mods-available/{module}.load"
+    # Debian's package ships every module's .load file; mod_md's is there, not enabled.
+    tree.files["mods-available/md.load"] = f"LoadModule md_module {host.modules_dir}/mod_md.so\n"
     tree.files["mods-available/ssl.conf"] = (
         "<IfModule mod_ssl.c>\n"
         "\tSSLRandomSeed startup builtin\n"

@@ -1,0 +1,157 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) fleet.stapling contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Planning the switch of a whole host between mod_ssl's stapling and mod_md's.
+
+mod_ssl fetches a response inside the handshake that needs it, so a hanging responder stalls handshakes, and a
+graceful reload empties its cache. mod_md fetches in the background, keeps responses on disk across reloads and
+restarts, and renews them early. With ``MDStapling on`` and ``MDStapleOthers`` (on by default) it staples every
+certificate, so the switch is made for the whole host at once. What the switch must get right:
+
+* mod_md is loaded the layout's way. When it was not loaded before, the first reload that loads it starts no
+  background fetcher (mod_watchdog logs AH02980 and nothing is stapled); a second graceful reload does, with no
+  connection dropped, as a full stop and start would. The plan says so (``reload_twice``).
+* mod_ssl's own stapling goes off, ``SSLStaplingCache`` stays (removing it and reloading can crash httpd).
+* The store must be reachable by the child processes' user, or responses live only in memory.
+* A Must-Staple certificate would be served without a staple until mod_md's first fetch: it moves only once
+  the store holds a good response for it, or when forced.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ansible_collections.fleet.stapling.plugins.module_utils import apache_instance, md_store, stapling_facts
+
+MD_SO = "mod_md.so"
+RHEL_MODULE_FILE = "conf.modules.d/01-md.conf"
+# What to install where the module's file is missing, per layout.
+PACKAGE_HINT = {
+    "debian": "Debian's apache2 package ships it",
+    "rhel": "install the mod_md package (dnf install mod_md)",
+    "cpanel": "install ea-apache24-mod_md",
+}
+
+
+class MdEngineError(Exception):
+    """The switch to or from mod_md cannot be made safely; the message says why."""
+
+
+def module_library_dir(config):
+    """Where this instance's module libraries are: beside mod_ssl's, as its LoadModule names it."""
+    for directive in config.active("LoadModule"):
+        if len(directive.args) > 1 and os.path.basename(directive.args[1]) == "mod_ssl.so":
+            return os.path.dirname(stapling_facts.resolve_path(config, directive.args[1]))
+    return os.path.join(config.server_root, "modules")
+
+
+def plan_loading(config, writer, plan):
+    """Load mod_md the layout's way: a2enmod's link on Debian, a conf.modules.d file on RHEL, cPanel's
+    pre_main include, else with the server-scope settings. Returns True when mod_md was not loaded."""
+    if config.has_module("md"):
+        return False
+    layout = apache_instance.layout_of(config)
+    root = config.server_root
+    plan.reload_twice = True
+    if layout == "debian":
+        available = os.path.join(root, "mods-available", "md.load")
+        link = os.path.join(root, "mods-enabled", "md.load")
+        if not os.path.isfile(available):
+            raise MdEngineError("mod_md cannot be enabled: %s is missing (%s)" % (available, PACKAGE_HINT["debian"]))
+        plan.links[link] = os.path.relpath(available, os.path.dirname(link))
+        return True
+    library = os.path.join(module_library_dir(config), MD_SO)
+    if not os.path.isfile(library):
+        raise MdEngineError("mod_md is not installed: %s is missing; %s" % (library, PACKAGE_HINT.get(layout, "")))
+    line = [("LoadModule", ["md_module", library])]
+    if layout == "rhel" and apache_instance.is_included(config, os.path.join(root, RHEL_MODULE_FILE)):
+        writer.append(os.path.join(root, RHEL_MODULE_FILE), line, "load mod_md")
+        return True
+    override = apache_instance.cpanel_override_file(config)
+    if layout == "cpanel" and override:
+        pre_main = os.path.join(os.path.dirname(override), "pre_main_global.conf")
+        if pre_main in config.files:
+            writer.append(pre_main, line, "load mod_md")
+            return True
+    writer.server_additions.insert(0, line[0])  # before the MD directives it makes known
+    return True
+
+
+def check_store_reachable(store, child_user_can_enter=None):
+    """mod_md's children write the store; under a directory they cannot enter it keeps responses in memory only."""
+    child_user_can_enter = child_user_can_enter or _others_can_enter
+    parent = os.path.dirname(store.rstrip("/"))
+    while parent and not os.path.isdir(parent):
+        parent = os.path.dirname(parent)
+    if parent and not child_user_can_enter(parent):
+        raise MdEngineError(
+            "MDStoreDir %s is under %s, which Apache's child processes cannot enter: mod_md would keep responses "
+            "in memory only and a restart during an outage would serve no staple; choose a store under a "
+            "directory they can enter" % (store, parent))
+
+
+def _others_can_enter(path):
+    # the children run as an unprivileged user: what 'others' may do is what they may do
+    return bool(os.stat(path).st_mode & 0o001)
+
+
+def plan_switch_to_md(config, writer, plan, facts, desired, now=None):
+    """The edits that make mod_md staple every SSL vhost of the host and mod_ssl stop fetching inside handshakes."""
+    if desired.selective:
+        raise MdEngineError("mod_md staples every certificate of the host at once (MDStapleOthers): switch the "
+                            "engine for the whole host, without vhosts or ocsp_hosts")
+    plan_loading(config, writer, plan)
+    if not config.server_value("MDStoreDir"):
+        writer.set_server("MDStoreDir", [os.path.join(config.server_root, md_store.DEFAULT_STORE)],
+                          "mod_md's store, where responses survive restarts")
+    store = md_store.store_dir(config) if config.server_value("MDStoreDir") else \
+        os.path.join(config.server_root, md_store.DEFAULT_STORE)
+    check_store_reachable(store)
+    _guard_must_staple(facts, store, desired, now)
+    if not stapling_facts.is_on(config.server_value("MDStapling", "off")):
+        writer.set_server("MDStapling", ["on"], "mod_md stapling")
+    if stapling_facts.is_on(config.server_value("MDStapleOthers", "on")) is False:
+        writer.set_server("MDStapleOthers", ["on"], "mod_md stapling of certificates it does not manage")
+    if facts["server"]["stapling"]:
+        writer.set_server("SSLUseStapling", ["off"], "mod_ssl stapling off: mod_md staples")
+    sections = dict((v.location(), v) for v in config.virtual_hosts())
+    for vhost in facts["vhosts"]:
+        section = sections["%s:%d" % (vhost["file"], vhost["line"])]
+        own = config.inside(section, "SSLUseStapling")
+        if own and stapling_facts.is_on(own[-1].first_arg()):
+            writer.set_directive(own[-1], ["off"], "%s: mod_ssl stapling off, mod_md staples" % vhost["id"])
+        if vhost["stapling_engine"] != "mod_md":
+            plan.vhost_changes.append({"vhost": vhost["id"], "stapling": True, "engine": "mod_md"})
+
+
+def _guard_must_staple(facts, store, desired, now):
+    if desired.force:
+        return
+    responses, job = md_store.read_store(store)
+    now = now or md_store.utc_now()
+    waiting = []
+    for vhost in facts["vhosts"]:
+        certificate = vhost.get("certificate") or {}
+        if not certificate.get("must_staple") or vhost["stapling_engine"] == "mod_md":
+            continue
+        held = md_store.stored_response(certificate.get("sha1_fingerprint"), responses, job, now)
+        if not (held and held["usable"]):
+            waiting.append(vhost["id"])
+    if waiting:
+        raise MdEngineError(
+            "refusing to move OCSP Must-Staple vhosts to mod_md before its store holds a good response for them "
+            "(they would be served without a staple until its first fetch, and Firefox refuses that): %s. "
+            "Set force=true to switch anyway." % ", ".join(waiting))
+
+
+def plan_switch_to_ssl(config, writer):
+    """Back to mod_ssl: MDStapling off everywhere (mod_md stays loaded, so a graceful reload is enough)."""
+    if stapling_facts.is_on(config.server_value("MDStapling", "off")):
+        writer.set_server("MDStapling", ["off"], "mod_md stapling off: mod_ssl staples")
+    for domain in config.active("MDomain"):
+        if domain.is_section:
+            own = config.inside(domain, "MDStapling")
+            if own and stapling_facts.is_on(own[-1].first_arg()):
+                writer.set_directive(own[-1], ["off"], "mod_md stapling of %s" % " ".join(domain.args))

@@ -1,0 +1,100 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) fleet.stapling contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""What mod_md holds in its store for the certificates it staples without managing them.
+
+mod_md keeps one file per certificate, ``<MDStoreDir>/ocsp/other/ocsp-<SHA-1 of the certificate's DER>.json``
+(the response, its status, and the period it is valid for), and a ``job.json`` beside them with its renewal
+runs (when it last ran, how many attempts failed in a row, what it last did). It logs failed fetches only at
+debug level, so these files are where an operator can see an outage coming: a response still valid for a
+while, and renewals that keep failing.
+"""
+
+from __future__ import annotations
+
+import datetime
+import email.utils
+import json
+import os
+
+from ansible_collections.fleet.stapling.plugins.module_utils import stapling_facts
+
+DEFAULT_STORE = "md"  # mod_md's default MDStoreDir, under ServerRoot
+# While renewals fail, a response valid for less than this is flagged: it may run out before the responder
+# answers again, and mod_md would then staple nothing.
+AT_RISK_SECONDS = 24 * 3600
+
+
+def store_dir(config):
+    return stapling_facts.resolve_path(config, config.server_value("MDStoreDir", DEFAULT_STORE))
+
+
+def _time(text):
+    if not text:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def _read_json(path):
+    try:
+        with open(path, "rb") as stream:
+            return json.loads(stream.read().decode("utf-8"))
+    except (IOError, OSError, ValueError):
+        return None
+
+
+def read_store(store):
+    """The 'other' certificates' responses by certificate id (lower-case hex SHA-1) and the renewal job."""
+    directory = os.path.join(store, "ocsp", "other")
+    responses = {}
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        names = []
+    for name in names:
+        if not (name.startswith("ocsp-") and name.endswith(".json")):
+            continue
+        data = _read_json(os.path.join(directory, name))
+        if isinstance(data, dict):
+            valid = data.get("valid") or {}
+            responses[name[len("ocsp-"):-len(".json")].lower()] = {
+                "status": data.get("status"),
+                "valid_from": _time(valid.get("from")),
+                "valid_until": _time(valid.get("until")),
+            }
+    job = _read_json(os.path.join(directory, "job.json")) or {}
+    last = job.get("last") or {}
+    return responses, {
+        "last_run": _time(job.get("last-run")),
+        "errors": int(job.get("errors") or 0),
+        "last_detail": last.get("detail") or last.get("problem"),
+        "next_run": _time(job.get("next-run")),
+    }
+
+
+def stored_response(certificate_sha1, responses, job, now):
+    """What mod_md would staple for this certificate now, as plain data; None when the store holds nothing."""
+    found = responses.get((certificate_sha1 or "").lower())
+    if not found:
+        return None
+    until = found["valid_until"]
+    seconds_left = int((until - now).total_seconds()) if until else None
+    fresh = seconds_left is not None and seconds_left > 0
+    return {
+        "status": found["status"],
+        "valid_until": until.strftime("%Y-%m-%dT%H:%M:%SZ") if until else None,
+        "seconds_left": seconds_left,
+        "usable": fresh and found["status"] == "good",
+        "renewal_errors": job["errors"],
+        "last_renewal": job["last_detail"],
+        "at_risk": job["errors"] > 0 and (not fresh or seconds_left < AT_RISK_SECONDS),
+    }
+
+
+def utc_now():
+    return datetime.datetime.now(datetime.timezone.utc)

@@ -1,0 +1,77 @@
+"""mod_md as the stapling engine, on every layout: switched to and back, and stapling through a responder outage.
+
+mod_ssl fetches OCSP responses inside handshakes and loses them at a graceful reload; mod_md fetches in the
+background and keeps them in its store. Switched to mod_md by the role, every lab host must keep stapling a
+good response while a responder hangs, across graceful reloads and restarts. mod_md newly loaded starts its
+fetcher only at the second reload, and OCSP Must-Staple vhosts are not moved while the store holds nothing for
+them.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from pathlib import Path
+
+from conftest import HOST_NAMES, RELOADED, expected_staples
+from playbook_runs import assert_clients_see, host_state, master_pid, run_playbook
+from server_root import snapshot
+
+PLAYBOOK = Path(__file__).resolve().parent / "playbooks" / "stapling_role.yml"
+GRACEFUL = "SIGUSR1 received"  # what httpd logs for each graceful reload
+
+
+def stored_responses(host: dict) -> list[Path]:
+    return sorted((Path(host["server_root"]) / "md" / "ocsp" / "other").glob("ocsp-*.json"))
+
+
+def graceful_reloads(host: dict) -> int:
+    return Path(host["error_log"]).read_text(errors="replace").count(GRACEFUL)
+
+
+def test_must_staple_vhosts_keep_mod_ssl_while_the_store_holds_nothing_for_them(fleet):
+    host = fleet.host("web1")  # serves an alpha Must-Staple certificate
+    before = snapshot(Path(host["server_root"]))
+
+    completed = run_playbook(fleet, str(PLAYBOOK), ["web1"], {"stapling_engine": "mod_md"})
+
+    assert completed.returncode != 0, completed.stdout
+    assert "Must-Staple" in completed.stdout and "secure-alpha.web1.lab.test" in completed.stdout, completed.stdout
+    assert snapshot(Path(host["server_root"])) == before
+
+
+def test_switched_to_mod_md_every_host_staples_through_a_hanging_responder(fleet):
+    hosts = {name: fleet.host(name) for name in HOST_NAMES}
+    before = {name: (graceful_reloads(host), master_pid(host)) for name, host in hosts.items()}
+
+    # force: the store is empty, so the Must-Staple vhosts move before mod_md has fetched for them
+    to_md = {"stapling_engine": "mod_md", "stapling_force": True}
+    switched = run_playbook(fleet, str(PLAYBOOK), list(HOST_NAMES), to_md)
+
+    assert switched.returncode == 0, switched.stdout[-4000:]
+    for name, host in hosts.items():
+        # mod_md newly loaded starts its fetcher at the second reload; the master (and its connections) stays
+        assert graceful_reloads(host) == before[name][0] + 2, f"{name}: mod_md newly loaded needs two reloads"
+        assert master_pid(host) == before[name][1]
+        assert_clients_see(fleet, name, expected_staples(host))
+        assert stored_responses(host), f"{name}: mod_md stored nothing"
+    settled = {name: host_state(fleet, name) for name in HOST_NAMES}
+
+    again = run_playbook(fleet, str(PLAYBOOK), list(HOST_NAMES), to_md)
+
+    assert again.returncode == 0, again.stdout[-4000:]
+    for name in HOST_NAMES:
+        assert host_state(fleet, name) == settled[name], f"{name}: the second run changed something"
+
+    fleet.lab.cli("fault", "all", "hang")
+    try:
+        for name, host in hosts.items():
+            fleet.reload(name)  # mod_ssl would have lost its cached responses here
+            assert_clients_see(fleet, name, expected_staples(host))
+            restart = shlex.split(host["reload"].replace("-k graceful", "-k restart"))
+            reloads = Path(host["error_log"]).read_text(errors="replace").count(RELOADED)
+            subprocess.run(restart, check=True, timeout=60)
+            fleet.wait_for_reloads(name, reloads + 1)
+            assert_clients_see(fleet, name, expected_staples(host))
+    finally:
+        fleet.lab.cli("fault", "all", "ok")

@@ -1,0 +1,133 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) fleet.stapling contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Switching a host between mod_ssl's and mod_md's stapling, and reading mod_md's store (no Apache needed)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+
+import pytest
+
+from ansible_collections.fleet.stapling.plugins.module_utils import md_engine, md_store, stapling_plan
+from ansible_collections.fleet.stapling.plugins.module_utils.apache_config import parse_config
+
+from ansible_collections.fleet.stapling.tests.unit.plugins.module_utils.certificate_factory import TestCA, pem
+
+NOW = datetime.datetime(2026, 12, 2, 12, 0, tzinfo=datetime.timezone.utc)
+
+
+def debian_host(tmp_path, must_staple=False):
+    """Debian-like: mod_ssl stapling on, mod_md shipped in mods-available but not enabled."""
+    tmp_path.chmod(0o755)  # as a ServerRoot is: Apache's children can enter it
+    ca = TestCA()
+    leaf = ca.leaf("shop.test", "http://ocsp.alpha.test/", must_staple=must_staple)
+    (tmp_path / "shop.pem").write_bytes(pem(leaf) + ca.pem)
+    for directory in ("mods-available", "mods-enabled", "conf-available", "conf-enabled", "sites-enabled"):
+        (tmp_path / directory).mkdir()
+    (tmp_path / "mods-available" / "md.load").write_text("LoadModule md_module /usr/lib/apache2/modules/mod_md.so\n")
+    (tmp_path / "apache2.conf").write_text(
+        'ServerRoot "%s"\nLoadModule ssl_module mod_ssl.so\nLoadModule socache_shmcb_module mod_socache_shmcb.so\n'
+        "IncludeOptional mods-enabled/*.load\nSSLStaplingCache shmcb:/run/apache2/ssl_stapling(128000)\n"
+        "SSLUseStapling on\nIncludeOptional conf-enabled/*.conf\nIncludeOptional sites-enabled/*.conf\n" % tmp_path)
+    (tmp_path / "sites-enabled" / "shop.conf").write_text(
+        "<VirtualHost *:443>\n    ServerName shop.test\n    SSLEngine on\n    SSLUseStapling on\n"
+        "    SSLCertificateFile %s/shop.pem\n</VirtualHost>\n" % tmp_path)
+    return tmp_path, leaf
+
+
+def plan(root, **wanted):
+    def parse(overrides):
+        return parse_config(str(root / "apache2.conf"), overrides=overrides)
+    return stapling_plan.plan_change(parse, stapling_plan.Desired(**wanted))
+
+
+def apply(root, planned, rendered):
+    for path, (_old, new) in rendered.items():
+        with open(path, "wb") as stream:
+            stream.write(new)
+    for link, target in planned.links.items():
+        os.symlink(target, link)
+
+
+def test_switching_to_mod_md_loads_it_the_debian_way_and_turns_mod_ssls_stapling_off(tmp_path):
+    root, _leaf = debian_host(tmp_path)
+
+    planned, rendered, _before, after = plan(root, state="enabled", engine="mod_md")
+
+    assert planned.links == {str(root / "mods-enabled" / "md.load"): "../mods-available/md.load",
+                             str(root / "conf-enabled" / "fleet-stapling.conf"): "../conf-available/fleet-stapling.conf"}
+    assert planned.reload_twice is True
+    settings = rendered[str(root / "conf-available" / "fleet-stapling.conf")][1].splitlines()[1:]
+    assert settings == [b"MDStoreDir %s/md" % str(root).encode(), b"MDStapling on"]
+    assert rendered[str(root / "apache2.conf")][1].count(b"SSLUseStapling off") == 1
+    assert b"SSLUseStapling off" in rendered[str(root / "sites-enabled" / "shop.conf")][1]
+    assert b"SSLStaplingCache" in rendered[str(root / "apache2.conf")][1]  # kept: removing it can crash httpd
+    assert [v["stapling_engine"] for v in after["vhosts"]] == ["mod_md"]
+    assert planned.vhost_changes == [{"vhost": after["vhosts"][0]["id"], "stapling": True, "engine": "mod_md"}]
+
+    apply(root, planned, rendered)
+    again, rendered_again, _before, _after = plan(root, state="enabled", engine="mod_md")
+    assert (rendered_again, again.links, again.reload_twice, again.vhost_changes) == ({}, {}, False, [])
+
+    back, rendered_back, _before, after_back = plan(root, state="enabled", engine="mod_ssl")
+    assert back.reload_twice is False and back.links == {}
+    assert [v["stapling_engine"] for v in after_back["vhosts"]] == ["mod_ssl"]
+    assert b"MDStapling off" in rendered_back[str(root / "conf-enabled" / "fleet-stapling.conf")][1]  # via its link
+
+
+def test_mod_md_staples_the_whole_host_so_a_selection_is_refused(tmp_path):
+    root, _leaf = debian_host(tmp_path)
+    with pytest.raises(md_engine.MdEngineError, match="whole host"):
+        plan(root, state="enabled", engine="mod_md", ocsp_hosts=["ocsp.alpha.test"])
+
+
+def write_store(store, leaf, status="good", until="Wed, 02 Dec 2026 18:00:00 GMT", errors=0):
+    other = store / "ocsp" / "other"
+    other.mkdir(parents=True)
+    sha1 = leaf.fingerprint(md_store_hash()).hex()
+    (other / ("ocsp-%s.json" % sha1)).write_text(json.dumps(
+        {"response": "AA", "status": status, "valid": {"from": "Wed, 02 Dec 2026 10:00:00 GMT", "until": until}}))
+    (other / "job.json").write_text(json.dumps({"errors": errors, "last": {"detail": "contacting the responder"}}))
+    return sha1
+
+
+def md_store_hash():
+    from cryptography.hazmat.primitives import hashes  # pylint: disable=import-outside-toplevel
+    return hashes.SHA1()
+
+
+def test_must_staple_vhosts_move_only_with_a_good_response_in_the_store(tmp_path):
+    root, leaf = debian_host(tmp_path, must_staple=True)
+    with pytest.raises(md_engine.MdEngineError, match="Must-Staple"):
+        plan(root, state="enabled", engine="mod_md")
+    planned, _rendered, _before, _after = plan(root, state="enabled", engine="mod_md", force=True)
+    assert planned.reload_twice is True
+
+    write_store(root / "md", leaf, until="Wed, 02 Dec 2099 18:00:00 GMT")
+    planned, _rendered, _before, _after = plan(root, state="enabled", engine="mod_md")
+    assert len(planned.vhost_changes) == 1
+
+
+def test_the_store_says_what_mod_md_staples_and_flags_a_response_that_may_run_out(tmp_path):
+    _root, leaf = debian_host(tmp_path)
+    sha1 = write_store(tmp_path / "store", leaf, until="Wed, 02 Dec 2026 18:00:00 GMT", errors=3)
+    responses, job = md_store.read_store(str(tmp_path / "store"))
+
+    held = md_store.stored_response(sha1.upper(), responses, job, NOW)
+
+    assert held == {"status": "good", "valid_until": "2026-12-02T18:00:00Z", "seconds_left": 6 * 3600,
+                    "usable": True, "renewal_errors": 3, "last_renewal": "contacting the responder", "at_risk": True}
+    assert md_store.stored_response("00" * 20, responses, job, NOW) is None
+    assert md_store.read_store(str(tmp_path / "nothing")) == ({}, {"last_run": None, "errors": 0, "last_detail": None,
+                                                                   "next_run": None})
+
+
+def test_a_store_under_a_directory_the_children_cannot_enter_is_refused(tmp_path):
+    with pytest.raises(md_engine.MdEngineError, match="cannot enter"):
+        md_engine.check_store_reachable(str(tmp_path / "md"), child_user_can_enter=lambda path: False)
+    md_engine.check_store_reachable(str(tmp_path / "md"), child_user_can_enter=lambda path: True)
