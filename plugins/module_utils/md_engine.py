@@ -146,6 +146,34 @@ def _guard_must_staple(facts, store, desired, now):
             "Set force=true to switch anyway." % ", ".join(waiting))
 
 
+def kept_from_store(config, selected, now=None):
+    """Disabling during an outage: mod_md staples from its store without asking the responder, so its vhosts need
+    no change while the store holds a good response for each that renewals are not failing to replace. Returns
+    [{"vhost", "valid_until"}] for them, or [] when any of them lacks one (mod_md then goes off for the host).
+    A certificate without an OCSP URL gives mod_md nothing to fetch or staple: it neither counts nor is listed."""
+    on_md = [v for v in selected if v["stapling_engine"] == "mod_md" and _has_responder(v)]
+    if not on_md:
+        return []
+    responses, job = md_store.read_store(md_store.store_dir(config))
+    now = now or md_store.utc_now()
+    kept = []
+    for vhost in on_md:
+        held = md_store.stored_response((vhost.get("certificate") or {}).get("sha1_fingerprint"), responses, job, now)
+        if not (held and held["usable"] and not held["at_risk"]):
+            return []
+        kept.append({"vhost": vhost["id"], "valid_until": held["valid_until"]})
+    return kept
+
+
+def _has_responder(vhost):
+    return bool(vhost.get("force_url") or (vhost.get("certificate") or {}).get("ocsp_url"))
+
+
+def untouched_without_responder(selected):
+    """With mod_md left on, the vhosts whose certificate names no responder stay as they are (nothing stapled)."""
+    return set(v["id"] for v in selected if v["stapling_engine"] == "mod_md" and not _has_responder(v))
+
+
 def plan_switch_to_ssl(config, writer):
     """Back to mod_ssl: MDStapling off everywhere (mod_md stays loaded, so a graceful reload is enough)."""
     if stapling_facts.is_on(config.server_value("MDStapling", "off")):

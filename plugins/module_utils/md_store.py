@@ -89,7 +89,8 @@ def stored_response(certificate_sha1, responses, job, now):
         "status": found["status"],
         "valid_until": until.strftime("%Y-%m-%dT%H:%M:%SZ") if until else None,
         "seconds_left": seconds_left,
-        "usable": fresh and found["status"] == "good",
+        # a fresh good or revoked answer is the truth about the certificate, and what mod_md staples
+        "usable": fresh and found["status"] in ("good", "revoked"),
         "renewal_errors": job["errors"],
         "last_renewal": job["last_detail"],
         "at_risk": job["errors"] > 0 and (not fresh or seconds_left < AT_RISK_SECONDS),

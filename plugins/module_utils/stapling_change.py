@@ -48,6 +48,7 @@ def desired_from_params(params):
         server_file=params.get("server_file"),
         cpanel_root=params.get("cpanel_root") or apache_instance.CPANEL_ROOT,
         engine=params.get("engine"),
+        keep_stored_staples=params.get("keep_stored_staples", True),
     )
 
 
@@ -61,6 +62,7 @@ def change_stapling(host, desired, run, check_mode, move=apache_write.plain_move
         "created_links": sorted(links),
         "regenerated_files": sorted(plan.regenerated),
         "reload_twice": plan.reload_twice,
+        "kept_from_store": plan.kept_from_store,
         "vhost_changes": plan.vhost_changes,
         "selected_vhosts": [v["id"] for v in plan.selected],
         "apache_version": host.version_string,
@@ -161,6 +163,7 @@ def undo_change(host, records, run, check_mode, move=apache_write.plain_move):
         "created_links": [],
         "regenerated_files": [],
         "reload_twice": False,
+        "kept_from_store": [],
         "restored_files": restored,
         "removed_files": removed,
         "vhost_changes": [],

@@ -51,7 +51,7 @@ class Desired(object):
 
     def __init__(self, state=None, vhosts=None, ocsp_hosts=None, cache=None, tunables=None,
                  ca_certificate_file=None, force=False, protected_files=None, server_file=None,
-                 cpanel_root=apache_instance.CPANEL_ROOT, engine=None):
+                 cpanel_root=apache_instance.CPANEL_ROOT, engine=None, keep_stored_staples=True):
         self.state = state
         self.vhosts = list(vhosts or [])
         self.ocsp_hosts = [h.lower() for h in (ocsp_hosts or [])]
@@ -63,6 +63,7 @@ class Desired(object):
         self.server_file = server_file
         self.cpanel_root = cpanel_root
         self.engine = engine  # None: leave the engine as it is; "mod_ssl" or "mod_md"
+        self.keep_stored_staples = keep_stored_staples
 
     @property
     def selective(self):
@@ -82,6 +83,9 @@ class Plan(object):
         self.rebuild_command = None
         # mod_md newly loaded: its background fetcher starts only at httpd's second (re)start after that
         self.reload_twice = False
+        # disabling: mod_md vhosts left stapling because its store holds a fresh good response for each
+        self.kept_from_store = []
+        self.kept_ids = set()  # those and the mod_md vhosts with no responder, which mod_md left on leaves as is
 
     def add(self, edit):
         if edit is not None:
@@ -324,8 +328,9 @@ def plan_change(parse, desired):
     rendered = dict(fixed)
     for path, (old, new) in apache_edit.render_edits(config, plan.edits).items():
         rendered[path] = (fixed[path][0] if path in fixed else old, new)
-    after = verify_planned(parse, rendered, desired, set(v["key"] for v in plan.selected), plan.links,
-                           plan.regenerated)
+    after = verify_planned(parse, rendered, desired,
+                           set(v["key"] for v in plan.selected if v["id"] not in plan.kept_ids),
+                           plan.links, plan.regenerated)
     return plan, rendered, facts, after
 
 
@@ -339,17 +344,24 @@ def plan_stapling(config, facts, desired):
         plan.warnings.append("no SSL vhost matches the selection (vhosts=%s, ocsp_hosts=%s)"
                              % (desired.vhosts, desired.ocsp_hosts))
 
+    kept = set()
+    if desired.state == "disabled" and desired.keep_stored_staples:
+        plan.kept_from_store = md_engine.kept_from_store(config, plan.selected)
+        if plan.kept_from_store:
+            kept = set(entry["vhost"] for entry in plan.kept_from_store)
+            kept |= md_engine.untouched_without_responder(plan.selected)
+            plan.kept_ids = kept
     if desired.state == "disabled":
-        _guard_must_staple(plan.selected, desired)
+        _guard_must_staple([v for v in plan.selected if v["id"] not in kept], desired)
     if desired.state == "enabled" and desired.engine == "mod_md":
         md_engine.plan_switch_to_md(config, writer, plan, facts, desired)
         _plan_cache(config, writer, facts, desired, plan, needed=False)
     elif desired.state in ("enabled", "disabled"):
         wanted = desired.state == "enabled"
         if desired.selective:
-            _plan_selected(config, writer, plan, sections, wanted)
+            _plan_selected(config, writer, plan, sections, wanted, kept)
         else:
-            _plan_everything(config, writer, plan, sections, facts, wanted)
+            _plan_everything(config, writer, plan, sections, facts, wanted, kept)
         if wanted:
             _plan_cache(config, writer, facts, desired, plan)
             _warn_without_ocsp_url(plan)
@@ -364,23 +376,23 @@ def plan_stapling(config, facts, desired):
     return plan
 
 
-def _plan_everything(config, writer, plan, sections, facts, wanted):
+def _plan_everything(config, writer, plan, sections, facts, wanted, kept=frozenset()):
     if facts["server"]["stapling"] != wanted:
         writer.set_server("SSLUseStapling", [_on_off(wanted)], "server default")
-    if not wanted and config.has_module("md"):
+    if not wanted and config.has_module("md") and not kept:
         _switch_md_stapling_off(config, writer)
     for vhost in facts["vhosts"]:
         section = sections[_location(vhost)]
         own = config.inside(section, "SSLUseStapling")
         if own and stapling_facts.is_on(own[-1].first_arg()) != wanted:
             writer.set_vhost(section, "SSLUseStapling", [_on_off(wanted)], vhost["id"])
-        if vhost["stapling"] != wanted:
+        if vhost["stapling"] != wanted and vhost["id"] not in kept:
             plan.vhost_changes.append({"vhost": vhost["id"], "stapling": wanted})
 
 
-def _plan_selected(config, writer, plan, sections, wanted):
+def _plan_selected(config, writer, plan, sections, wanted, kept=frozenset()):
     for vhost in plan.selected:
-        if vhost["stapling"] == wanted:
+        if vhost["stapling"] == wanted or vhost["id"] in kept:
             continue
         writer.set_vhost(sections[_location(vhost)], "SSLUseStapling", [_on_off(wanted)], vhost["id"])
         if not wanted and vhost["stapling_engine"] == "mod_md":

@@ -75,6 +75,15 @@ options:
       - When omitted, the engine is left as it is.
     type: str
     choices: [mod_ssl, mod_md]
+  keep_stored_staples:
+    description:
+      - With O(state=disabled), leave the vhosts that mod_md staples alone when its store holds a good response for
+        each that is valid for more than a day or that renewals are not failing to replace. mod_md staples from its
+        store without asking the responder, so a responder outage does not slow their handshakes; they are listed
+        in RV(kept_from_store). When any of them lacks such a response, mod_md's stapling goes off for the host.
+      - Set V(false) to switch mod_md's stapling off regardless.
+    type: bool
+    default: true
   vhosts:
     description:
       - Only act on SSL vhosts whose C(ServerName) or a C(ServerAlias) matches one of these shell-style patterns.
@@ -214,6 +223,12 @@ reload_twice:
   returned: always
   type: bool
   sample: false
+kept_from_store:
+  description: With O(state=disabled), the vhosts left stapling from mod_md's store, and until when that response is valid.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{vhost: "shop.example.com (/etc/apache2/sites-enabled/shop.conf:1)", valid_until: "2026-12-03T10:00:00Z"}]
 check_targets:
   description:
     - Where to check, after the reload, that Apache still answers TLS. These are the first few vhosts whose stapling
@@ -309,6 +324,7 @@ def main():
         argument_spec=dict(
             state=dict(type="str", choices=["enabled", "disabled"]),
             engine=dict(type="str", choices=["mod_ssl", "mod_md"]),
+            keep_stored_staples=dict(type="bool", default=True),
             vhosts=dict(type="list", elements="str", default=[]),
             ocsp_hosts=dict(type="list", elements="str", default=[]),
             force=dict(type="bool", default=False),

@@ -258,7 +258,8 @@ vhosts:
       description:
         - When mod_md is loaded, the response its store holds for the vhost's certificate (what it staples from,
           across reloads and restarts), or null when it holds none.
-        - C(usable) is a good response still valid. C(renewal_errors) counts mod_md's failed renewal runs in a row
+        - C(usable) is a good or revoked response still valid (the true status, which mod_md staples).
+          C(renewal_errors) counts mod_md's failed renewal runs in a row
           and C(last_renewal) says what its last run did. C(at_risk) flags a response that renewals keep failing
           to replace and that is valid for less than a day (or no longer). It may run out before the responder is
           back, and mod_md would then staple nothing.

@@ -63,6 +63,15 @@ def test_switched_to_mod_md_every_host_staples_through_a_hanging_responder(fleet
     for name in HOST_NAMES:
         assert host_state(fleet, name) == settled[name], f"{name}: the second run changed something"
 
+    # the incident playbook on a mod_md host whose store is fresh: nothing to do, and it says why
+    only_web2 = {"stapling_target_hosts": "web2"}  # localhost runs the summary
+    kept = run_playbook(fleet, "disable_stapling", ["web2", "localhost"], only_web2)
+
+    assert kept.returncode == 0, kept.stdout[-4000:]
+    assert "web2: unchanged - 0 vhost(s) switched, 0 file(s) written, not reloaded; 3 vhost(s) stapled from the " \
+        "store, good until" in kept.stdout, kept.stdout[-4000:]
+    assert host_state(fleet, "web2") == settled["web2"]  # nothing written, nothing reloaded
+
     fleet.lab.cli("fault", "all", "hang")
     try:
         for name, host in hosts.items():
@@ -75,3 +84,9 @@ def test_switched_to_mod_md_every_host_staples_through_a_hanging_responder(fleet
             assert_clients_see(fleet, name, expected_staples(host))
     finally:
         fleet.lab.cli("fault", "all", "ok")
+
+    asked = run_playbook(fleet, "disable_stapling", ["web2", "localhost"],
+                         dict(only_web2, stapling_keep_stored_staples=False))
+
+    assert asked.returncode == 0, asked.stdout[-4000:]
+    assert_clients_see(fleet, "web2", {vhost["server_name"]: None for vhost in hosts["web2"]["vhosts"]})

@@ -131,3 +131,50 @@ def test_a_store_under_a_directory_the_children_cannot_enter_is_refused(tmp_path
     with pytest.raises(md_engine.MdEngineError, match="cannot enter"):
         md_engine.check_store_reachable(str(tmp_path / "md"), child_user_can_enter=lambda path: False)
     md_engine.check_store_reachable(str(tmp_path / "md"), child_user_can_enter=lambda path: True)
+
+
+def switched_to_md(tmp_path):
+    root, leaf = debian_host(tmp_path)
+    planned, rendered, _before, _after = plan(root, state="enabled", engine="mod_md")
+    apply(root, planned, rendered)
+    return root, leaf
+
+
+def test_disabling_leaves_mod_md_stapling_from_a_fresh_store_alone(tmp_path):
+    root, leaf = switched_to_md(tmp_path)
+    write_store(root / "md", leaf, until="Wed, 02 Dec 2099 18:00:00 GMT")
+
+    planned, rendered, _before, after = plan(root, state="disabled")
+
+    assert [entry["valid_until"] for entry in planned.kept_from_store] == ["2099-12-02T18:00:00Z"]
+    assert planned.vhost_changes == [] and b"MDStapling off" not in b"".join(new for _old, new in rendered.values())
+    assert [v["stapling_engine"] for v in after["vhosts"]] == ["mod_md"]
+
+    asked, rendered, _before, after = plan(root, state="disabled", keep_stored_staples=False)
+    assert asked.kept_from_store == [] and [v["stapling"] for v in after["vhosts"]] == [False]
+
+
+def test_disabling_switches_mod_md_off_when_renewals_fail_and_the_response_runs_out_soon(tmp_path):
+    root, leaf = switched_to_md(tmp_path)
+    write_store(root / "md", leaf, until=(md_store.utc_now() + datetime.timedelta(hours=2)).strftime(
+        "%a, %d %b %Y %H:%M:%S GMT"), errors=4)
+
+    planned, _rendered, _before, after = plan(root, state="disabled")
+
+    assert planned.kept_from_store == [] and len(planned.vhost_changes) == 1
+    assert [v["stapling"] for v in after["vhosts"]] == [False]
+
+
+def test_a_vhost_without_a_responder_neither_blocks_nor_joins_what_is_kept(tmp_path):
+    root, leaf = switched_to_md(tmp_path)
+    write_store(root / "md", leaf, until="Wed, 02 Dec 2099 18:00:00 GMT")
+    bare = TestCA().leaf("bare.test")  # no OCSP URL
+    (root / "bare.pem").write_bytes(pem(bare))
+    (root / "sites-enabled" / "bare.conf").write_text(
+        "<VirtualHost *:443>\n    ServerName bare.test\n    SSLEngine on\n"
+        "    SSLCertificateFile %s/bare.pem\n</VirtualHost>\n" % root)
+
+    planned, _rendered, _before, _after = plan(root, state="disabled")
+
+    assert [entry["vhost"].split()[0] for entry in planned.kept_from_store] == ["shop.test"]
+    assert planned.vhost_changes == []
