@@ -9,6 +9,7 @@ them.
 
 from __future__ import annotations
 
+import json
 import shlex
 import subprocess
 from pathlib import Path
@@ -40,7 +41,7 @@ def test_must_staple_vhosts_keep_mod_ssl_while_the_store_holds_nothing_for_them(
     assert snapshot(Path(host["server_root"])) == before
 
 
-def test_switched_to_mod_md_every_host_staples_through_a_hanging_responder(fleet):
+def test_switched_to_mod_md_every_host_staples_through_a_hanging_responder(fleet, tmp_path):
     hosts = {name: fleet.host(name) for name in HOST_NAMES}
     before = {name: (graceful_reloads(host), master_pid(host)) for name, host in hosts.items()}
 
@@ -71,6 +72,18 @@ def test_switched_to_mod_md_every_host_staples_through_a_hanging_responder(fleet
     assert "web2: unchanged - 0 vhost(s) switched, 0 file(s) written, not reloaded; 3 vhost(s) stapled from the " \
         "store, good until" in kept.stdout, kept.stdout[-4000:]
     assert host_state(fleet, "web2") == settled["web2"]  # nothing written, nothing reloaded
+
+    # the responder and the store, side by side
+    reports = tmp_path / "reports"
+    probe = run_playbook(fleet, "probe_responders", ["web2", "localhost"],
+                         dict(only_web2, stapling_report_dir=str(reports)))
+
+    assert probe.returncode == 0, probe.stdout[-4000:]
+    row = json.loads((reports / "probe_responders.json").read_text())["hosts"][0]
+    assert "; mod_md store: 3 response(s), the first expiring at " in row["message"], row
+    assert sorted((entry["vhost"], entry["status"], entry["at_risk"]) for entry in row["md_store"]) == [
+        ("revoked-beta.web2.lab.test", "revoked", False), ("www-alpha.web2.lab.test", "good", False),
+        ("www-beta.web2.lab.test", "good", False)], row
 
     fleet.lab.cli("fault", "all", "hang")
     try:
