@@ -178,3 +178,34 @@ def test_a_vhost_without_a_responder_neither_blocks_nor_joins_what_is_kept(tmp_p
 
     assert [entry["vhost"].split()[0] for entry in planned.kept_from_store] == ["shop.test"]
     assert planned.vhost_changes == []
+
+
+def rhel_host(tmp_path, with_md_library):
+    tmp_path.chmod(0o755)
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    for name in ("mod_ssl.so", "mod_socache_shmcb.so") + (("mod_md.so",) if with_md_library else ()):
+        (modules / name).write_bytes(b"")
+    (tmp_path / "conf.modules.d").mkdir()
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.modules.d" / "00-ssl.conf").write_text(
+        "LoadModule ssl_module modules/mod_ssl.so\nLoadModule socache_shmcb_module modules/mod_socache_shmcb.so\n")
+    (tmp_path / "apache2.conf").write_text(  # the name plan() reads; the layout is RHEL's
+        'ServerRoot "%s"\nInclude conf.modules.d/*.conf\nIncludeOptional conf.d/*.conf\n' % tmp_path)
+    (tmp_path / "conf.d" / "ssl.conf").write_text("SSLStaplingCache shmcb:/run/httpd/s(128000)\nSSLUseStapling on\n")
+    return tmp_path
+
+
+def test_on_rhel_mod_md_is_loaded_from_conf_modules_d(tmp_path):
+    root = rhel_host(tmp_path, with_md_library=True)
+    planned, rendered, _before, after = plan(root, state="enabled", engine="mod_md")
+    loader = rendered[str(root / "conf.modules.d" / "01-md.conf")]
+    assert loader[0] is None and loader[1].splitlines()[1:] == [
+        b"LoadModule md_module %s/modules/mod_md.so" % str(root).encode()]
+    assert planned.reload_twice is True and after["server"]["md_loaded"] is True
+
+
+def test_on_rhel_without_the_mod_md_package_the_message_says_what_to_install(tmp_path):
+    root = rhel_host(tmp_path, with_md_library=False)
+    with pytest.raises(md_engine.MdEngineError, match=r"dnf install mod_md"):
+        plan(root, state="enabled", engine="mod_md")
