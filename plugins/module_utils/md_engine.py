@@ -23,7 +23,12 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.fleet.stapling.plugins.module_utils import apache_instance, md_store, stapling_facts
+from ansible_collections.fleet.stapling.plugins.module_utils import (
+    apache_instance,
+    md_seed,
+    md_store,
+    stapling_facts,
+)
 
 MD_SO = "mod_md.so"
 RHEL_MODULE_FILE = "conf.modules.d/01-md.conf"
@@ -109,7 +114,7 @@ def plan_switch_to_md(config, writer, plan, facts, desired, now=None):
     store = md_store.store_dir(config) if config.server_value("MDStoreDir") else \
         os.path.join(config.server_root, md_store.DEFAULT_STORE)
     check_store_reachable(store)
-    _guard_must_staple(facts, store, desired, now)
+    plan.store_seeds = _seed_must_staple(facts, store, desired, now)
     if not stapling_facts.is_on(config.server_value("MDStapling", "off")):
         writer.set_server("MDStapling", ["on"], "mod_md stapling")
     if stapling_facts.is_on(config.server_value("MDStapleOthers", "on")) is False:
@@ -126,24 +131,33 @@ def plan_switch_to_md(config, writer, plan, facts, desired, now=None):
             plan.vhost_changes.append({"vhost": vhost["id"], "stapling": True, "engine": "mod_md"})
 
 
-def _guard_must_staple(facts, store, desired, now):
-    if desired.force:
-        return
+def _seed_must_staple(facts, store, desired, now, fetch=None):
+    """Must-Staple vhosts move only with a good response in the store: one fetched and checked now, to be written
+    where mod_md reads it at start, unless the store already holds one. Returns what to write."""
+    fetch = fetch or md_seed.fetch
     responses, job = md_store.read_store(store)
     now = now or md_store.utc_now()
-    waiting = []
+    seeds, problems = [], []
     for vhost in facts["vhosts"]:
         certificate = vhost.get("certificate") or {}
         if not certificate.get("must_staple") or vhost["stapling_engine"] == "mod_md":
             continue
         held = md_store.stored_response(certificate.get("sha1_fingerprint"), responses, job, now)
-        if not (held and held["usable"]):
-            waiting.append(vhost["id"])
-    if waiting:
+        if held and held["usable"]:
+            continue
+        try:
+            data, valid_until = fetch(vhost, now)
+        except (md_seed.SeedError, OSError, ValueError) as exc:
+            problems.append(str(exc))
+            continue
+        seeds.append({"vhost": vhost["id"], "file": md_seed.store_file(store, vhost), "data": data,
+                      "valid_until": valid_until})
+    if problems and not desired.force:
         raise MdEngineError(
-            "refusing to move OCSP Must-Staple vhosts to mod_md before its store holds a good response for them "
-            "(they would be served without a staple until its first fetch, and Firefox refuses that): %s. "
-            "Set force=true to switch anyway." % ", ".join(waiting))
+            "refusing to move OCSP Must-Staple vhosts to mod_md without a good response in its store (they would "
+            "be served without a staple until its first fetch, and Firefox refuses that), and none could be "
+            "fetched now: %s. Set force=true to switch anyway." % "; ".join(problems))
+    return seeds
 
 
 def kept_from_store(config, selected, now=None):

@@ -16,6 +16,7 @@ from ansible_collections.fleet.stapling.plugins.module_utils import (
     apache_instance,
     apache_write,
     md_engine,
+    md_seed,
     stapling_facts,
     stapling_plan,
 )
@@ -63,6 +64,7 @@ def change_stapling(host, desired, run, check_mode, move=apache_write.plain_move
         "regenerated_files": sorted(plan.regenerated),
         "reload_twice": plan.reload_twice,
         "kept_from_store": plan.kept_from_store,
+        "store_seeded": [dict((k, seed[k]) for k in ("vhost", "file", "valid_until")) for seed in plan.store_seeds],
         "vhost_changes": plan.vhost_changes,
         "selected_vhosts": [v["id"] for v in plan.selected],
         "apache_version": host.version_string,
@@ -77,7 +79,13 @@ def change_stapling(host, desired, run, check_mode, move=apache_write.plain_move
         ],
     }
     if result["changed"] and not check_mode:
-        result["backups"] = _write(host, plan, rendered, run, move, backup)
+        seeded = _seed_store(plan, host)
+        try:
+            result["backups"] = _write(host, plan, rendered, run, move, backup)
+        except apache_write.WriteError:
+            for path, created in seeded:
+                md_seed.remove(path, created)
+            raise
         after = stapling_facts.stapling_facts(host.parse())
     else:
         after = _with_certificates(after, facts)
@@ -107,6 +115,23 @@ def check_targets(vhosts, changed_ids):
         targets.append({"address": _LOCAL_FOR_ANY.get(host, host), "port": int(port),
                         "server_name": vhost["server_name"]})
     return targets
+
+
+def _seed_store(plan, host):
+    """Write the planned responses into mod_md's store; returns (path, directories created) to undo them."""
+    if not plan.store_seeds:
+        return []
+    owner = md_seed.child_owner(host.parse())
+    written = []
+    try:
+        for seed in plan.store_seeds:
+            written.append((seed["file"], md_seed.write(os.path.dirname(os.path.dirname(os.path.dirname(
+                seed["file"]))), seed["file"], seed["data"], owner)))
+    except (IOError, OSError) as exc:
+        for path, created in written:
+            md_seed.remove(path, created)
+        raise apache_write.WriteError("writing a response into mod_md's store failed: %s" % exc)
+    return written
 
 
 def _write(host, plan, rendered, run, move, backup):
@@ -164,6 +189,7 @@ def undo_change(host, records, run, check_mode, move=apache_write.plain_move):
         "regenerated_files": [],
         "reload_twice": False,
         "kept_from_store": [],
+        "store_seeded": [],
         "restored_files": restored,
         "removed_files": removed,
         "vhost_changes": [],

@@ -69,8 +69,9 @@ options:
         in the background and keeps responses on disk across reloads and restarts, so a hanging responder never
         stalls a handshake. It loads mod_md the layout's way when needed (then RV(reload_twice) is true), sets
         C(MDStapling on) and an C(MDStoreDir), and
-        switches C(SSLUseStapling) off; C(SSLStaplingCache) stays. OCSP Must-Staple vhosts move only once the
-        store holds a good response for them, unless O(force=true).
+        switches C(SSLUseStapling) off; C(SSLStaplingCache) stays. OCSP Must-Staple vhosts move only with a good
+        response in the store. When it holds none, one is fetched from the responder, checked and written there
+        (RV(store_seeded)). When none can be had, the switch is refused unless O(force=true).
       - V(mod_ssl) switches back, C(MDStapling) off and C(SSLUseStapling) on; mod_md stays loaded.
       - When omitted, the engine is left as it is.
     type: str
@@ -223,6 +224,15 @@ reload_twice:
   returned: always
   type: bool
   sample: false
+store_seeded:
+  description:
+    - With O(engine=mod_md), the good responses fetched, checked and put in mod_md's store so that OCSP Must-Staple
+      vhosts are stapled from the first handshake after the switch (in check mode, fetched and checked only).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{vhost: "shop.example.com (/etc/apache2/sites-enabled/shop.conf:1)", file: /etc/apache2/md/ocsp/other/ocsp-6738dcc7.json,
+            valid_until: "2026-12-03T10:00:00Z"}]
 kept_from_store:
   description: With O(state=disabled), the vhosts left stapling from mod_md's store, and until when that response is valid.
   returned: always

@@ -14,7 +14,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from conftest import HOST_NAMES, RELOADED, expected_staples
+from conftest import HOST_NAMES, RELOADED, expected_staples, run_adhoc
 from playbook_runs import assert_clients_see, host_state, master_pid, run_playbook
 from server_root import snapshot
 
@@ -30,14 +30,28 @@ def graceful_reloads(host: dict) -> int:
     return Path(host["error_log"]).read_text(errors="replace").count(GRACEFUL)
 
 
-def test_must_staple_vhosts_keep_mod_ssl_while_the_store_holds_nothing_for_them(fleet):
+def test_must_staple_vhosts_move_with_a_response_put_in_the_store_first_or_not_at_all(fleet):
     host = fleet.host("web1")  # serves an alpha Must-Staple certificate
     before = snapshot(Path(host["server_root"]))
+    instance = {"ctl": host["ctl"], "config_file": host["config_file"], "state": "enabled", "engine": "mod_md"}
 
-    completed = run_playbook(fleet, str(PLAYBOOK), ["web1"], {"stapling_engine": "mod_md"})
+    succeeded, planned = run_adhoc(fleet.env, [fleet.lab.inventory], "web1", "fleet.stapling.apache_stapling",
+                                   instance, check=True)
+
+    assert succeeded, planned
+    assert [entry["vhost"].split()[0] for entry in planned["store_seeded"]] == ["secure-alpha.web1.lab.test"]
+    assert planned["store_seeded"][0]["file"].startswith(str(Path(host["server_root"]) / "md" / "ocsp" / "other"))
+    assert snapshot(Path(host["server_root"])) == before  # check mode: fetched and checked, nothing written
+
+    fleet.lab.cli("fault", "alpha", "down")
+    try:
+        completed = run_playbook(fleet, str(PLAYBOOK), ["web1"], {"stapling_engine": "mod_md"})
+    finally:
+        fleet.lab.cli("fault", "alpha", "ok")
 
     assert completed.returncode != 0, completed.stdout
-    assert "Must-Staple" in completed.stdout and "secure-alpha.web1.lab.test" in completed.stdout, completed.stdout
+    assert "Must-Staple" in completed.stdout and "none could be fetched" in completed.stdout, completed.stdout
+    assert "secure-alpha.web1.lab.test" in completed.stdout, completed.stdout
     assert snapshot(Path(host["server_root"])) == before
 
 
@@ -45,8 +59,8 @@ def test_switched_to_mod_md_every_host_staples_through_a_hanging_responder(fleet
     hosts = {name: fleet.host(name) for name in HOST_NAMES}
     before = {name: (graceful_reloads(host), master_pid(host)) for name, host in hosts.items()}
 
-    # force: the store is empty, so the Must-Staple vhosts move before mod_md has fetched for them
-    to_md = {"stapling_engine": "mod_md", "stapling_force": True}
+    # the store is empty: a good response for each Must-Staple vhost is fetched and put there first
+    to_md = {"stapling_engine": "mod_md"}
     switched = run_playbook(fleet, str(PLAYBOOK), list(HOST_NAMES), to_md)
 
     assert switched.returncode == 0, switched.stdout[-4000:]

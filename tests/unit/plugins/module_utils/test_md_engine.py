@@ -209,3 +209,22 @@ def test_on_rhel_without_the_mod_md_package_the_message_says_what_to_install(tmp
     root = rhel_host(tmp_path, with_md_library=False)
     with pytest.raises(md_engine.MdEngineError, match=r"dnf install mod_md"):
         plan(root, state="enabled", engine="mod_md")
+
+
+def test_a_must_staple_vhost_gets_a_fetched_response_seeded_into_the_store(tmp_path):
+    root, _leaf = debian_host(tmp_path, must_staple=True)
+    config = parse_config(str(root / "apache2.conf"))
+    facts = md_engine.stapling_facts.stapling_facts(config)
+    desired = stapling_plan.Desired(state="enabled", engine="mod_md")
+    fetched = []
+
+    def fetch(vhost, now):
+        fetched.append(vhost["id"])
+        return b'{"status": "good"}', "2026-12-03T10:00:00Z"
+
+    seeds = md_engine._seed_must_staple(facts, str(root / "md"), desired, NOW, fetch=fetch)  # pylint: disable=protected-access
+
+    sha1 = facts["vhosts"][0]["certificate"]["sha1_fingerprint"]
+    assert [(seed["file"], seed["valid_until"]) for seed in seeds] == [
+        (str(root / "md" / "ocsp" / "other" / ("ocsp-%s.json" % sha1)), "2026-12-03T10:00:00Z")]
+    assert fetched == [facts["vhosts"][0]["id"]]
