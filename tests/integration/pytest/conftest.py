@@ -74,7 +74,8 @@ RELOADED = "resuming normal operations"
 WAIT_SECONDS = 10.0
 
 # Module options the playbooks take as extra vars, and the host variables a test may override.
-MODULE_OPTION_VARS = {name: f"stapling_{name}" for name in ("state", "vhosts", "ocsp_hosts", "force", "backup")}
+MODULE_OPTION_VARS = {name: f"stapling_{name}" for name in ("state", "vhosts", "ocsp_hosts", "force", "backup",
+                                                            "keep_stored_staples")}
 MODULE_OPTION_VARS.update(ctl="stapling_apache_ctl", config_file="stapling_apache_config_file")
 
 
