@@ -188,10 +188,11 @@ def untouched_without_responder(selected):
     return set(v["id"] for v in selected if v["stapling_engine"] == "mod_md" and not _has_responder(v))
 
 
-def plan_switch_to_ssl(config, writer):
-    """Back to mod_ssl: MDStapling off everywhere (mod_md stays loaded, so a graceful reload is enough)."""
+def switch_md_stapling_off(config, writer):
+    """MDStapling off everywhere: for a kill switch (mod_md staples even with SSLUseStapling off) and on the way
+    back to mod_ssl (mod_md stays loaded, so a graceful reload is enough)."""
     if stapling_facts.is_on(config.server_value("MDStapling", "off")):
-        writer.set_server("MDStapling", ["off"], "mod_md stapling off: mod_ssl staples")
+        writer.set_server("MDStapling", ["off"], "mod_md stapling")
     for domain in config.active("MDomain"):
         if domain.is_section:
             own = config.inside(domain, "MDStapling")

@@ -168,7 +168,7 @@ def plan_change(parse, desired):
     if desired.engine == "mod_ssl" and desired.state == "enabled":
         # back from mod_md: MDStapling off first, so that the mod_ssl plan sees which vhosts mod_ssl staples
         md_off = Plan()
-        md_engine.plan_switch_to_ssl(config, Writer(config, desired, md_off))
+        md_engine.switch_md_stapling_off(config, Writer(config, desired, md_off))
         switched = apache_edit.render_edits(config, md_off.edits)
         if switched:
             for path, (old, new) in switched.items():
@@ -232,7 +232,7 @@ def _plan_everything(config, writer, plan, sections, facts, wanted, kept=frozens
     if facts["server"]["stapling"] != wanted:
         writer.set_server("SSLUseStapling", [_on_off(wanted)], "server default")
     if not wanted and config.has_module("md") and not kept:
-        _switch_md_stapling_off(config, writer)
+        md_engine.switch_md_stapling_off(config, writer)
     for vhost in facts["vhosts"]:
         section = sections[_location(vhost)]
         own = config.inside(section, "SSLUseStapling")
@@ -250,17 +250,6 @@ def _plan_selected(config, writer, plan, sections, wanted, kept=frozenset()):
         if not wanted and vhost["stapling_engine"] == "mod_md":
             _switch_md_stapling_off_for(config, writer, vhost)
         plan.vhost_changes.append({"vhost": vhost["id"], "stapling": wanted})
-
-
-def _switch_md_stapling_off(config, writer):
-    """mod_md staples even with SSLUseStapling off, so a kill switch must reach MDStapling too."""
-    if stapling_facts.is_on(config.server_value("MDStapling", "off")):
-        writer.set_server("MDStapling", ["off"], "mod_md stapling")
-    for domain in config.active("MDomain"):
-        if domain.is_section:
-            own = config.inside(domain, "MDStapling")
-            if own and stapling_facts.is_on(own[-1].first_arg()):
-                writer.set_directive(own[-1], ["off"], "mod_md stapling of %s" % " ".join(domain.args))
 
 
 def _switch_md_stapling_off_for(config, writer, vhost):
