@@ -111,10 +111,9 @@ def plan_switch_to_md(config, writer, plan, facts, desired, now=None):
     if not config.server_value("MDStoreDir"):
         writer.set_server("MDStoreDir", [os.path.join(config.server_root, md_store.DEFAULT_STORE)],
                           "mod_md's store, where responses survive restarts")
-    store = md_store.store_dir(config) if config.server_value("MDStoreDir") else \
-        os.path.join(config.server_root, md_store.DEFAULT_STORE)
+    store = md_store.store_dir(config)  # the MDStoreDir set above is mod_md's default, so this holds either way
     check_store_reachable(store)
-    plan.store_seeds = _seed_must_staple(facts, store, desired, now)
+    plan.store_seeds = _seed_must_staple(facts, store, desired, now, owner=md_seed.child_owner(config))
     if not stapling_facts.is_on(config.server_value("MDStapling", "off")):
         writer.set_server("MDStapling", ["on"], "mod_md stapling")
     if stapling_facts.is_on(config.server_value("MDStapleOthers", "on")) is False:
@@ -131,7 +130,7 @@ def plan_switch_to_md(config, writer, plan, facts, desired, now=None):
             plan.vhost_changes.append({"vhost": vhost["id"], "stapling": True, "engine": "mod_md"})
 
 
-def _seed_must_staple(facts, store, desired, now, fetch=None):
+def _seed_must_staple(facts, store, desired, now, fetch=None, owner=None):
     """Must-Staple vhosts move only with a good response in the store: one fetched and checked now, to be written
     where mod_md reads it at start, unless the store already holds one. Returns what to write."""
     fetch = fetch or md_seed.fetch
@@ -151,7 +150,7 @@ def _seed_must_staple(facts, store, desired, now, fetch=None):
             problems.append(str(exc))
             continue
         seeds.append({"vhost": vhost["id"], "file": md_seed.store_file(store, vhost), "data": data,
-                      "valid_until": valid_until})
+                      "valid_until": valid_until, "store": store, "owner": owner})
     if problems and not desired.force:
         raise MdEngineError(
             "refusing to move OCSP Must-Staple vhosts to mod_md without a good response in its store (they would "

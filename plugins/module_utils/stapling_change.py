@@ -79,7 +79,7 @@ def change_stapling(host, desired, run, check_mode, move=apache_write.plain_move
         ],
     }
     if result["changed"] and not check_mode:
-        seeded = _seed_store(plan, host)
+        seeded = _seed_store(plan)
         try:
             result["backups"] = _write(host, plan, rendered, run, move, backup)
         except apache_write.WriteError:
@@ -117,16 +117,12 @@ def check_targets(vhosts, changed_ids):
     return targets
 
 
-def _seed_store(plan, host):
+def _seed_store(plan):
     """Write the planned responses into mod_md's store; returns (path, directories created) to undo them."""
-    if not plan.store_seeds:
-        return []
-    owner = md_seed.child_owner(host.parse())
     written = []
     try:
         for seed in plan.store_seeds:
-            written.append((seed["file"], md_seed.write(os.path.dirname(os.path.dirname(os.path.dirname(
-                seed["file"]))), seed["file"], seed["data"], owner)))
+            written.append((seed["file"], md_seed.write(seed["store"], seed["file"], seed["data"], seed["owner"])))
     except (IOError, OSError) as exc:
         for path, created in written:
             md_seed.remove(path, created)
