@@ -22,9 +22,6 @@ import os
 from ansible_collections.fleet.stapling.plugins.module_utils import stapling_facts
 
 DEFAULT_STORE = "md"  # mod_md's default MDStoreDir, under ServerRoot
-# While renewals fail, a response valid for less than this is flagged: it may run out before the responder
-# answers again, and mod_md would then staple nothing.
-AT_RISK_SECONDS = 24 * 3600
 
 
 def store_dir(config):
@@ -74,7 +71,36 @@ def read_store(store):
         "errors": int(job.get("errors") or 0),
         "last_detail": last.get("detail") or last.get("problem"),
         "next_run": _time(job.get("next-run")),
+        "failing_since": _failing_since(job),
     }
+
+
+def _failing_since(job):
+    """When the failed renewals in a row began: the oldest 'ocsp-error' entry of the job's log (newest first) that
+    no 'finished' entry follows. None when the log says nothing about it."""
+    entries = (job.get("log") or {}).get("entries") or []
+    since = None
+    for entry in entries:
+        if not isinstance(entry, dict) or entry.get("type") == "finished":
+            break
+        if entry.get("type") == "ocsp-error":
+            since = _time(entry.get("when")) or since
+    return since
+
+
+def projected_recovery(job, now):
+    """When a renewal can be expected to succeed again, while renewals keep failing.
+
+    Two things bound it from below. mod_md retries with a back-off that doubles with each failure (from
+    MDRetryDelay up to once a day), so nothing is renewed before its next run. And an outage that has lasted a time T so far is, without
+    better knowledge, as likely as not to last another T: that is the current error rate carried forward.
+    """
+    if not job["errors"]:
+        return None
+    since = job["failing_since"] or job["last_run"]
+    carried = now + (now - since) if since and since < now else now
+    candidates = [moment for moment in (carried, job["next_run"]) if moment]
+    return max(candidates) if candidates else now
 
 
 def stored_response(certificate_sha1, responses, job, now):
@@ -85,16 +111,24 @@ def stored_response(certificate_sha1, responses, job, now):
     until = found["valid_until"]
     seconds_left = int((until - now).total_seconds()) if until else None
     fresh = seconds_left is not None and seconds_left > 0
+    recovery = projected_recovery(job, now)
     return {
         "status": found["status"],
-        "valid_until": until.strftime("%Y-%m-%dT%H:%M:%SZ") if until else None,
+        "valid_until": _stamp(until),
         "seconds_left": seconds_left,
         # a fresh good or revoked answer is the truth about the certificate, and what mod_md staples
         "usable": fresh and found["status"] in ("good", "revoked"),
         "renewal_errors": job["errors"],
         "last_renewal": job["last_detail"],
-        "at_risk": job["errors"] > 0 and (not fresh or seconds_left < AT_RISK_SECONDS),
+        "failing_since": _stamp(job["failing_since"]) if job["errors"] else None,
+        "projected_recovery": _stamp(recovery),
+        # it runs out before a renewal can be expected to succeed: mod_md would then staple nothing
+        "at_risk": recovery is not None and (not fresh or until < recovery),
     }
+
+
+def _stamp(moment):
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
 
 
 def utc_now():

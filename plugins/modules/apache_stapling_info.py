@@ -260,13 +260,16 @@ vhosts:
           across reloads and restarts), or null when it holds none.
         - C(usable) is a good or revoked response still valid (the true status, which mod_md staples).
           C(renewal_errors) counts mod_md's failed renewal runs in a row
-          and C(last_renewal) says what its last run did. C(at_risk) flags a response that renewals keep failing
-          to replace and that is valid for less than a day (or no longer). It may run out before the responder is
-          back, and mod_md would then staple nothing.
+          and C(last_renewal) says what its last run did.
+        - While renewals fail, C(failing_since) is when they started failing (from mod_md's job log) and
+          C(projected_recovery) the earliest a renewal can be expected to work. That is the later of mod_md's next
+          retry and the outage lasting as long again as it has so far (the current error rate carried forward).
+          C(at_risk) flags a response that runs out before then, when mod_md would staple nothing.
       type: dict
       returned: always
       sample: {status: good, valid_until: "2026-12-03T10:00:00Z", seconds_left: 80000, usable: true, renewal_errors: 0,
-               last_renewal: "certificate status is GOOD", at_risk: false}
+               last_renewal: "certificate status is GOOD", failing_since: null, projected_recovery: null,
+               at_risk: false}
 findings:
   description:
     - Settings that work but hurt when a responder fails, each with a C(code) and a C(message). Codes are

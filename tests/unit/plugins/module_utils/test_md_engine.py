@@ -86,13 +86,16 @@ def test_mod_md_staples_the_whole_host_so_a_selection_is_refused(tmp_path):
         plan(root, state="enabled", engine="mod_md", ocsp_hosts=["ocsp.alpha.test"])
 
 
-def write_store(store, leaf, status="good", until="Wed, 02 Dec 2026 18:00:00 GMT", errors=0):
+def write_store(store, leaf, status="good", until="Wed, 02 Dec 2026 18:00:00 GMT", errors=0, log=None):
     other = store / "ocsp" / "other"
     other.mkdir(parents=True)
     sha1 = leaf.fingerprint(md_store_hash()).hex()
     (other / ("ocsp-%s.json" % sha1)).write_text(json.dumps(
         {"response": "AA", "status": status, "valid": {"from": "Wed, 02 Dec 2026 10:00:00 GMT", "until": until}}))
-    (other / "job.json").write_text(json.dumps({"errors": errors, "last": {"detail": "contacting the responder"}}))
+    job = {"errors": errors, "last": {"detail": "contacting the responder"}}
+    if log is not None:
+        job["log"] = {"entries": [{"when": when, "type": kind} for when, kind in log]}
+    (other / "job.json").write_text(json.dumps(job))
     return sha1
 
 
@@ -113,18 +116,49 @@ def test_must_staple_vhosts_move_only_with_a_good_response_in_the_store(tmp_path
     assert len(planned.vhost_changes) == 1
 
 
-def test_the_store_says_what_mod_md_staples_and_flags_a_response_that_may_run_out(tmp_path):
+# mod_md's job log, newest first: renewals failing since 08:00, after one that worked at 06:00
+FAILING_SINCE_EIGHT = [("Wed, 02 Dec 2026 11:00:00 GMT", "ocsp-error"), ("Wed, 02 Dec 2026 11:00:00 GMT", "starting"),
+                       ("Wed, 02 Dec 2026 08:00:00 GMT", "ocsp-error"), ("Wed, 02 Dec 2026 08:00:00 GMT", "starting"),
+                       ("Wed, 02 Dec 2026 06:00:00 GMT", "finished"), ("Wed, 02 Dec 2026 05:00:00 GMT", "ocsp-error")]
+
+
+def test_the_store_says_what_mod_md_staples_and_when_renewals_may_work_again(tmp_path):
     _root, leaf = debian_host(tmp_path)
-    sha1 = write_store(tmp_path / "store", leaf, until="Wed, 02 Dec 2026 18:00:00 GMT", errors=3)
+    sha1 = write_store(tmp_path / "store", leaf, until="Wed, 02 Dec 2026 18:00:00 GMT", errors=2,
+                       log=FAILING_SINCE_EIGHT)
     responses, job = md_store.read_store(str(tmp_path / "store"))
 
     held = md_store.stored_response(sha1.upper(), responses, job, NOW)
 
+    # failing for 4 hours at noon: as likely as not still failing at 16:00; the response lasts until 18:00
     assert held == {"status": "good", "valid_until": "2026-12-02T18:00:00Z", "seconds_left": 6 * 3600,
-                    "usable": True, "renewal_errors": 3, "last_renewal": "contacting the responder", "at_risk": True}
+                    "usable": True, "renewal_errors": 2, "last_renewal": "contacting the responder",
+                    "failing_since": "2026-12-02T08:00:00Z", "projected_recovery": "2026-12-02T16:00:00Z",
+                    "at_risk": False}
     assert md_store.stored_response("00" * 20, responses, job, NOW) is None
     assert md_store.read_store(str(tmp_path / "nothing")) == ({}, {"last_run": None, "errors": 0, "last_detail": None,
-                                                                   "next_run": None})
+                                                                   "next_run": None, "failing_since": None})
+
+
+@pytest.mark.parametrize("until, errors, log, at_risk", [
+    # failing since 08:00, so projected to 16:00: a response good until 15:00 runs out first
+    ("Wed, 02 Dec 2026 15:00:00 GMT", 2, FAILING_SINCE_EIGHT, True),
+    # the same response with renewals working is not at risk, however close its end
+    ("Wed, 02 Dec 2026 12:30:00 GMT", 0, [("Wed, 02 Dec 2026 11:00:00 GMT", "finished")], False),
+    # failing for a week: a response valid for three more days is still at risk
+    ("Sat, 05 Dec 2026 12:00:00 GMT", 9, [("Wed, 25 Nov 2026 12:00:00 GMT", "ocsp-error")], True),
+    # one failure a minute ago: a response valid for a day is not
+    ("Thu, 03 Dec 2026 12:00:00 GMT", 1, [("Wed, 02 Dec 2026 11:59:00 GMT", "ocsp-error")], False),
+    # no log: mod_md's next retry is the earliest a renewal can work; an expired response is at risk anyway
+    ("Wed, 02 Dec 2026 11:00:00 GMT", 1, None, True),
+])
+def test_a_response_is_at_risk_when_it_runs_out_before_renewals_are_projected_to_work(tmp_path, until, errors, log,
+                                                                                        at_risk):
+    _root, leaf = debian_host(tmp_path)
+    sha1 = write_store(tmp_path / "store", leaf, until=until, errors=errors, log=log)
+    responses, job = md_store.read_store(str(tmp_path / "store"))
+
+    assert md_store.stored_response(sha1, responses, job, NOW)["at_risk"] is at_risk
 
 
 def test_a_store_under_a_directory_the_children_cannot_enter_is_refused(tmp_path):
@@ -156,8 +190,11 @@ def test_disabling_leaves_mod_md_stapling_from_a_fresh_store_alone(tmp_path):
 
 def test_disabling_switches_mod_md_off_when_renewals_fail_and_the_response_runs_out_soon(tmp_path):
     root, leaf = switched_to_md(tmp_path)
-    write_store(root / "md", leaf, until=(md_store.utc_now() + datetime.timedelta(hours=2)).strftime(
-        "%a, %d %b %Y %H:%M:%S GMT"), errors=4)
+    stamp = "%a, %d %b %Y %H:%M:%S GMT"
+    now = md_store.utc_now()
+    # failing for three hours, two hours left: renewals are projected to fail past the response's end
+    write_store(root / "md", leaf, until=(now + datetime.timedelta(hours=2)).strftime(stamp), errors=4,
+                log=[((now - datetime.timedelta(hours=3)).strftime(stamp), "ocsp-error")])
 
     planned, _rendered, _before, after = plan(root, state="disabled")
 
