@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 
@@ -132,12 +133,36 @@ def apply_changes(rendered, validate, move=plain_move, backup=None, links=None):
     raise WriteError("%s. Every changed file was restored to its previous content.%s" % (message, detail))
 
 
+def make_dirs(paths, mode=0o755):
+    """Create these directories, outermost first, with exactly ``mode`` (not what the umask leaves of it).
+    Returns the ones made; on failure removes them again and raises OSError."""
+    made = []
+    try:
+        for path in paths:
+            if not os.path.isdir(path):
+                os.mkdir(path, mode)
+                made.append(path)
+                os.chmod(path, mode)
+    except OSError:
+        remove_dirs(made)
+        raise
+    return made
+
+
+def remove_dirs(paths):
+    """Remove directories this collection made, with what was put in them since (mod_md's store files)."""
+    for path in reversed(list(paths)):
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def undo_records(records, move=plain_move, check_mode=False):
     """Put a host back as it was before earlier runs, from what those runs returned, newest run first.
 
-    Each record names the symlinks and files the run created and the backup copy of every file it changed
-    (by real path). This is the same byte-for-byte restore a failed validation gets, used when a change passed
-    ``ctl -t`` and was written, and something later (a reload that killed httpd) shows it must go. Returns
+    Each record names the symlinks, files and directories the run created and the backup copy of every file it
+    changed (by real path). A directory it created goes with whatever was put in it since (mod_md's store).
+    This is the same byte-for-byte restore a failed validation gets, used when a change passed ``ctl -t`` and
+    was written, and something later (a reload that killed httpd) shows it must go. Returns
     (restored paths, removed paths); raises WriteError naming what could not be put back. The backup copies are
     removed once everything is restored.
     """
@@ -148,6 +173,11 @@ def undo_records(records, move=plain_move, check_mode=False):
                 removed.append(path)
                 if not check_mode:
                     _try(errors, path, os.unlink, path)
+        for path in reversed(list(record.get("created_dirs") or [])):
+            if os.path.isdir(path) and not os.path.islink(path):
+                removed.append(path)
+                if not check_mode:
+                    _try(errors, path, shutil.rmtree, path)
         for path, copy in sorted((record.get("backups") or {}).items()):
             try:
                 with open(copy, "rb") as stream:

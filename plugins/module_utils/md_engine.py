@@ -14,7 +14,9 @@ certificate, so the switch is made for the whole host at once. What the switch m
   background fetcher (mod_watchdog logs AH02980 and nothing is stapled); a second graceful reload does, with no
   connection dropped, as a full stop and start would. The plan says so (``reload_twice``).
 * mod_ssl's own stapling goes off, ``SSLStaplingCache`` stays (removing it and reloading can crash httpd).
-* The store must be reachable by the child processes' user, or responses live only in memory.
+* The store must be reachable by the child processes' user, or responses live only in memory: the directories
+  above it must let them through, and missing ones are made root's with mode 0755 (mod_md would make them
+  root-only).
 * A Must-Staple certificate would be served without a staple until mod_md's first fetch: it moves only once
   the store holds a good response for it, or when forced.
 """
@@ -85,16 +87,30 @@ def plan_loading(config, writer, plan):
 
 
 def check_store_reachable(store, child_user_can_enter=None):
-    """mod_md's children write the store; under a directory they cannot enter it keeps responses in memory only."""
+    """mod_md's children write the store; under a directory they cannot enter it keeps responses in memory only.
+    Every existing directory above the store must let them through (the store itself mod_md opens up at start)."""
     child_user_can_enter = child_user_can_enter or _others_can_enter
     parent = os.path.dirname(store.rstrip("/"))
-    while parent and not os.path.isdir(parent):
+    while parent:
+        if os.path.isdir(parent) and not child_user_can_enter(parent):
+            raise MdEngineError(
+                "MDStoreDir %s is under %s, which Apache's child processes cannot enter: mod_md would keep responses "
+                "in memory only and a restart during an outage would serve no staple; choose a store under "
+                "directories they can enter" % (store, parent))
+        if parent == os.path.dirname(parent):
+            break
         parent = os.path.dirname(parent)
-    if parent and not child_user_can_enter(parent):
-        raise MdEngineError(
-            "MDStoreDir %s is under %s, which Apache's child processes cannot enter: mod_md would keep responses "
-            "in memory only and a restart during an outage would serve no staple; choose a store under a "
-            "directory they can enter" % (store, parent))
+
+
+def missing_store_dirs(store):
+    """The store's directories that do not exist yet, outermost first. This module makes them root's, mode 0755:
+    mod_md would make missing parents readable by root only, and its children could then never reach the store."""
+    missing = []
+    directory = store.rstrip("/")
+    while directory and not os.path.isdir(directory):
+        missing.append(directory)
+        directory = os.path.dirname(directory)
+    return list(reversed(missing))
 
 
 def _others_can_enter(path):
@@ -113,6 +129,7 @@ def plan_switch_to_md(config, writer, plan, facts, desired, now=None):
                           "mod_md's store, where responses survive restarts")
     store = md_store.store_dir(config)  # the MDStoreDir set above is mod_md's default, so this holds either way
     check_store_reachable(store)
+    plan.store_dirs = missing_store_dirs(store)
     plan.store_seeds = _seed_must_staple(facts, store, desired, now, owner=md_seed.child_owner(config))
     if not stapling_facts.is_on(config.server_value("MDStapling", "off")):
         writer.set_server("MDStapling", ["on"], "mod_md stapling")

@@ -57,10 +57,11 @@ def change_stapling(host, desired, run, check_mode, move=apache_write.plain_move
     plan, rendered, facts, after = stapling_plan.plan_change(host.parse, desired)
     links = plan.links
     result = {
-        "changed": bool(rendered or links),
+        "changed": bool(rendered or links or plan.store_dirs),
         "changed_files": sorted(set(rendered).union(links)),
         "created_files": sorted(path for path, (old, _new) in rendered.items() if old is None),
         "created_links": sorted(links),
+        "created_dirs": list(plan.store_dirs),
         "regenerated_files": sorted(plan.regenerated),
         "reload_twice": plan.reload_twice,
         "kept_from_store": plan.kept_from_store,
@@ -76,15 +77,20 @@ def change_stapling(host, desired, run, check_mode, move=apache_write.plain_move
         ] + [
             {"before_header": link, "after_header": link, "before": "", "after": "symlink to %s\n" % target}
             for link, target in sorted(links.items())
+        ] + [
+            {"before_header": directory, "after_header": directory, "before": "", "after": "directory, mode 0755\n"}
+            for directory in plan.store_dirs
         ],
     }
     if result["changed"] and not check_mode:
-        seeded = _seed_store(plan)
+        made = _make_store(plan)
+        seeded = _seed_store(plan, made)
         try:
             result["backups"] = _write(host, plan, rendered, run, move, backup)
         except apache_write.WriteError:
             for path, created in seeded:
                 md_seed.remove(path, created)
+            apache_write.remove_dirs(made)
             raise
         after = stapling_facts.stapling_facts(host.parse())
     else:
@@ -117,7 +123,14 @@ def check_targets(vhosts, changed_ids):
     return targets
 
 
-def _seed_store(plan):
+def _make_store(plan):
+    try:
+        return apache_write.make_dirs(plan.store_dirs)
+    except OSError as exc:
+        raise apache_write.WriteError("making mod_md's store failed: %s" % exc)
+
+
+def _seed_store(plan, made_dirs):
     """Write the planned responses into mod_md's store; returns (path, directories created) to undo them."""
     written = []
     try:
@@ -126,6 +139,7 @@ def _seed_store(plan):
     except (IOError, OSError) as exc:
         for path, created in written:
             md_seed.remove(path, created)
+        apache_write.remove_dirs(made_dirs)
         raise apache_write.WriteError("writing a response into mod_md's store failed: %s" % exc)
     return written
 
@@ -182,6 +196,7 @@ def undo_change(host, records, run, check_mode, move=apache_write.plain_move):
         "changed_files": sorted(restored + removed),
         "created_files": [],
         "created_links": [],
+        "created_dirs": [],
         "regenerated_files": [],
         "reload_twice": False,
         "kept_from_store": [],

@@ -85,6 +85,7 @@ class Plan(object):
         # disabling: mod_md vhosts left stapling because its store holds a fresh good response for each
         self.kept_from_store = []
         self.store_seeds = []  # good responses to put in mod_md's store before Must-Staple vhosts move to it
+        self.store_dirs = []  # mod_md's store and its missing parents, to make before the reload
         self.kept_ids = set()  # those and the mod_md vhosts with no responder, which mod_md left on leaves as is
 
     def add(self, edit):

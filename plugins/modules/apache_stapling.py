@@ -68,8 +68,9 @@ options:
       - Who staples, with O(state=enabled). V(mod_md) switches the whole host to mod_md's stapling, which fetches
         in the background and keeps responses on disk across reloads and restarts, so a hanging responder never
         stalls a handshake. It loads mod_md the layout's way when needed (then RV(reload_twice) is true), sets
-        C(MDStapling on) and an C(MDStoreDir), and
-        switches C(SSLUseStapling) off; C(SSLStaplingCache) stays. OCSP Must-Staple vhosts move only with a good
+        C(MDStapling on) and an C(MDStoreDir), makes the store when missing (RV(created_dirs)) and refuses one
+        under a directory Apache's children cannot enter, and switches C(SSLUseStapling) off; C(SSLStaplingCache)
+        stays. OCSP Must-Staple vhosts move only with a good
         response in the store. When it holds none, one is fetched from the responder, checked and written there
         (RV(store_seeded)). When none can be had, the switch is refused unless O(force=true).
       - V(mod_ssl) switches back, C(MDStapling) off and C(SSLUseStapling) on; mod_md stays loaded.
@@ -152,8 +153,8 @@ options:
   undo:
     description:
       - Put the host back as it was before earlier runs of this module, given what they returned (at least
-        RV(backups), RV(created_files) and RV(created_links); the runs must have had O(backup=true)). The newest
-        run is undone first, then the one before. Where a run had cPanel regenerate httpd.conf
+        RV(backups), RV(created_files), RV(created_links) and RV(created_dirs); the runs must have had
+        O(backup=true)). The newest run is undone first, then the one before. Where a run had cPanel regenerate httpd.conf
         (RV(regenerated_files)), cPanel's rebuild runs again. The restored config is checked with C(ctl -t).
       - This is how a change that passed validation but killed httpd at its reload is taken back. With O(undo),
         every option but the instance ones is ignored.
@@ -256,6 +257,16 @@ regenerated_files:
   type: list
   elements: str
   sample: [/etc/apache2/conf/httpd.conf]
+created_dirs:
+  description:
+    - Directories that were (or in check mode would be) made, outermost first. With O(engine=mod_md), mod_md's store
+      and any missing directory above it are made root's with mode 0755, so that Apache's children can reach the
+      store (mod_md would make missing parents readable by root only). Undoing the run removes them with what
+      was put in them since.
+  returned: always
+  type: list
+  elements: str
+  sample: [/etc/apache2/md]
 created_links:
   description: Symlinks that were (or in check mode would be) made, such as the C(conf-enabled) link of a new settings file.
   returned: always

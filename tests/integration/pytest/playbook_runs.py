@@ -245,6 +245,8 @@ def promised_by_check_mode(fleet, run: PlaybookRun) -> dict[str, dict[str, tuple
         root = Path(fleet.host(event["host"])["server_root"])
         if after.startswith("symlink to "):
             path, entry = Path(header), ("link", after[len("symlink to "):].rstrip("\n"))
+        elif after.startswith("directory, mode "):
+            path, entry = Path(header), ("dir",)
         else:
             path, entry = Path(os.path.realpath(header)), ("file", after.encode())
         key = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)

@@ -117,3 +117,37 @@ def test_switched_to_mod_md_every_host_staples_through_a_hanging_responder(fleet
 
     assert asked.returncode == 0, asked.stdout[-4000:]
     assert_clients_see(fleet, "web2", {vhost["server_name"]: None for vhost in hosts["web2"]["vhosts"]})
+
+
+def test_enable_stapling_moves_the_whole_host_to_mod_md_while_a_responder_hangs(fleet, tmp_path):
+    """mod_md staples from the background: a responder down now is no reason to keep a host on mod_ssl. The
+    playbook moves every vhost, expects staples only from the healthy responders, and says who is waiting."""
+    fleet.reset("web1")
+    host = fleet.host("web1")
+    beta_sites = {v["server_name"] for v in host["vhosts"] if v["ca"] == "beta"}
+    reports = tmp_path / "reports"
+    assert beta_sites and not (Path(host["server_root"]) / "md").exists()
+
+    fleet.lab.cli("fault", "beta", "hang")
+    try:
+        enabled = run_playbook(fleet, "enable_stapling", ["web1", "localhost"], {
+            "stapling_target_hosts": "web1", "stapling_engine": "mod_md", "stapling_probe_timeout": 2,
+            "stapling_report_dir": str(reports)})
+
+        assert enabled.returncode == 0, enabled.stdout[-4000:]
+        row = json.loads((reports / "enable_stapling.json").read_text())["hosts"][0]
+        assert row["status"] == "changed", row
+        assert "; mod_md staples the rest once their responder answers: " in row["message"], row
+        assert row["unhealthy_responders"] and all("//localhost:" in url for url in row["unhealthy_responders"]), row
+        # the alpha sites staple at once (the Must-Staple one from the store seeded before the switch)
+        assert_clients_see(fleet, "web1", expected_staples(host, switched_off=beta_sites))
+        succeeded, info = run_adhoc(fleet.env, [fleet.lab.inventory], "web1", "fleet.stapling.apache_stapling_info",
+                                    {"ctl": host["ctl"], "config_file": host["config_file"]})
+        assert succeeded, info
+        assert {v["stapling_engine"] for v in info["vhosts"] if v["certificate_file"]} == {"mod_md"}, info["vhosts"]
+        # the store was made by the module, open to the children, so it survives restarts
+        store = (Path(host["server_root"]) / "md").stat()
+        assert (store.st_uid, oct(store.st_mode & 0o777)) == (0, "0o755")
+    finally:
+        fleet.lab.cli("fault", "all", "ok")
+        fleet.reset("web1")

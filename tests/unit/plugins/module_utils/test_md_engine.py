@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from ansible_collections.fleet.stapling.plugins.module_utils import md_engine, md_store, stapling_plan
+from ansible_collections.fleet.stapling.plugins.module_utils import apache_write, md_engine, md_store, stapling_plan
 from ansible_collections.fleet.stapling.plugins.module_utils.apache_config import parse_config
 
 from ansible_collections.fleet.stapling.tests.unit.plugins.module_utils.certificate_factory import TestCA, pem
@@ -21,9 +21,14 @@ from ansible_collections.fleet.stapling.tests.unit.plugins.module_utils.certific
 NOW = datetime.datetime(2026, 12, 2, 12, 0, tzinfo=datetime.timezone.utc)
 
 
+@pytest.fixture(autouse=True)
+def children_can_enter_the_test_directories(monkeypatch):
+    """pytest's base directory is root-only; the reachability rule has a test of its own below."""
+    monkeypatch.setattr(md_engine, "_others_can_enter", lambda path: True)
+
+
 def debian_host(tmp_path, must_staple=False):
     """Debian-like: mod_ssl stapling on, mod_md shipped in mods-available but not enabled."""
-    tmp_path.chmod(0o755)  # as a ServerRoot is: Apache's children can enter it
     ca = TestCA()
     leaf = ca.leaf("shop.test", "http://ocsp.alpha.test/", must_staple=must_staple)
     (tmp_path / "shop.pem").write_bytes(pem(leaf) + ca.pem)
@@ -52,6 +57,7 @@ def apply(root, planned, rendered):
             stream.write(new)
     for link, target in planned.links.items():
         os.symlink(target, link)
+    apache_write.make_dirs(planned.store_dirs)
 
 
 def test_switching_to_mod_md_loads_it_the_debian_way_and_turns_mod_ssls_stapling_off(tmp_path):
@@ -152,8 +158,8 @@ def test_the_store_says_what_mod_md_staples_and_when_renewals_may_work_again(tmp
     # no log: mod_md's next retry is the earliest a renewal can work; an expired response is at risk anyway
     ("Wed, 02 Dec 2026 11:00:00 GMT", 1, None, True),
 ])
-def test_a_response_is_at_risk_when_it_runs_out_before_renewals_are_projected_to_work(tmp_path, until, errors, log,
-                                                                                        at_risk):
+def test_a_response_is_at_risk_when_it_runs_out_before_renewals_are_projected_to_work(
+        tmp_path, until, errors, log, at_risk):
     _root, leaf = debian_host(tmp_path)
     sha1 = write_store(tmp_path / "store", leaf, until=until, errors=errors, log=log)
     responses, job = md_store.read_store(str(tmp_path / "store"))
@@ -164,7 +170,42 @@ def test_a_response_is_at_risk_when_it_runs_out_before_renewals_are_projected_to
 def test_a_store_under_a_directory_the_children_cannot_enter_is_refused(tmp_path):
     with pytest.raises(md_engine.MdEngineError, match="cannot enter"):
         md_engine.check_store_reachable(str(tmp_path / "md"), child_user_can_enter=lambda path: False)
+    # not only the nearest directory: any one above the store that shuts the children out
+    with pytest.raises(md_engine.MdEngineError, match="under %s," % tmp_path.parent):
+        md_engine.check_store_reachable(str(tmp_path / "a" / "md"),
+                                        child_user_can_enter=lambda path: path != str(tmp_path.parent))
     md_engine.check_store_reachable(str(tmp_path / "md"), child_user_can_enter=lambda path: True)
+
+
+def test_a_missing_store_is_made_root_s_and_open_to_the_children_whatever_the_umask(tmp_path):
+    root, _leaf = debian_host(tmp_path)
+    (root / "apache2.conf").write_text((root / "apache2.conf").read_text() + "MDStoreDir %s/var/lib/md\n" % root)
+
+    planned, _rendered, _before, _after = plan(root, state="enabled", engine="mod_md")
+
+    assert planned.store_dirs == [str(root / "var"), str(root / "var" / "lib"), str(root / "var" / "lib" / "md")]
+    previous = os.umask(0o077)
+    try:
+        made = apache_write.make_dirs(planned.store_dirs)
+    finally:
+        os.umask(previous)
+    assert made == planned.store_dirs
+    assert [oct(os.stat(path).st_mode & 0o777) for path in made] == ["0o755"] * 3
+    again, _rendered, _before, _after = plan(root, state="enabled", engine="mod_md")
+    assert again.store_dirs == []
+
+
+def test_undoing_a_run_removes_the_store_it_made_with_what_mod_md_put_there(tmp_path):
+    made = apache_write.make_dirs([str(tmp_path / "md")])
+    (tmp_path / "md" / "ocsp" / "other").mkdir(parents=True)
+    (tmp_path / "md" / "ocsp" / "other" / "job.json").write_text("{}")
+    (tmp_path / "kept").mkdir()
+
+    restored, removed = apache_write.undo_records([{"created_dirs": made}], check_mode=True)
+    assert (restored, removed) == ([], [str(tmp_path / "md")]) and (tmp_path / "md").is_dir()
+
+    apache_write.undo_records([{"created_dirs": made}])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]
 
 
 def switched_to_md(tmp_path):
