@@ -119,35 +119,45 @@ def test_switched_to_mod_md_every_host_staples_through_a_hanging_responder(fleet
     assert_clients_see(fleet, "web2", {vhost["server_name"]: None for vhost in hosts["web2"]["vhosts"]})
 
 
-def test_enable_stapling_moves_the_whole_host_to_mod_md_while_a_responder_hangs(fleet, tmp_path):
+def test_enable_stapling_moves_whole_hosts_to_mod_md_in_batches_while_a_responder_hangs(fleet, tmp_path):
     """mod_md staples from the background: a responder down now is no reason to keep a host on mod_ssl. The
-    playbook moves every vhost, expects staples only from the healthy responders, and says who is waiting."""
-    fleet.reset("web1")
-    host = fleet.host("web1")
-    beta_sites = {v["server_name"] for v in host["vhosts"] if v["ca"] == "beta"}
+    playbook moves every vhost, one host per batch, each with its two reloads, expects staples only from the
+    healthy responders, and says who is waiting."""
+    names = ["web1", "web2"]
+    for name in names:
+        fleet.reset(name)
+    hosts = {name: fleet.host(name) for name in names}
+    beta_sites = {name: {v["server_name"] for v in host["vhosts"] if v["ca"] == "beta"} for name, host in hosts.items()}
+    before = {name: (graceful_reloads(host), master_pid(host)) for name, host in hosts.items()}
     reports = tmp_path / "reports"
-    assert beta_sites and not (Path(host["server_root"]) / "md").exists()
+    assert all(beta_sites.values()) and not any((Path(h["server_root"]) / "md").exists() for h in hosts.values())
 
     fleet.lab.cli("fault", "beta", "hang")
     try:
-        enabled = run_playbook(fleet, "enable_stapling", ["web1", "localhost"], {
-            "stapling_target_hosts": "web1", "stapling_engine": "mod_md", "stapling_probe_timeout": 2,
-            "stapling_report_dir": str(reports)})
+        enabled = run_playbook(fleet, "enable_stapling", names + ["localhost"], {
+            "stapling_target_hosts": ",".join(names), "stapling_engine": "mod_md", "stapling_serial": 1,
+            "stapling_probe_timeout": 2, "stapling_report_dir": str(reports)})
 
         assert enabled.returncode == 0, enabled.stdout[-4000:]
-        row = json.loads((reports / "enable_stapling.json").read_text())["hosts"][0]
-        assert row["status"] == "changed", row
-        assert "; mod_md staples the rest once their responder answers: " in row["message"], row
-        assert row["unhealthy_responders"] and all("//localhost:" in url for url in row["unhealthy_responders"]), row
-        # the alpha sites staple at once (the Must-Staple one from the store seeded before the switch)
-        assert_clients_see(fleet, "web1", expected_staples(host, switched_off=beta_sites))
-        succeeded, info = run_adhoc(fleet.env, [fleet.lab.inventory], "web1", "fleet.stapling.apache_stapling_info",
-                                    {"ctl": host["ctl"], "config_file": host["config_file"]})
-        assert succeeded, info
-        assert {v["stapling_engine"] for v in info["vhosts"] if v["certificate_file"]} == {"mod_md"}, info["vhosts"]
-        # the store was made by the module, open to the children, so it survives restarts
-        store = (Path(host["server_root"]) / "md").stat()
-        assert (store.st_uid, oct(store.st_mode & 0o777)) == (0, "0o755")
+        assert enabled.stdout.count("PLAY [Switch OCSP stapling on") == 2, "not one batch per host"
+        rows = {row["host"]: row for row in json.loads((reports / "enable_stapling.json").read_text())["hosts"]}
+        for name, host in hosts.items():
+            row = rows[name]
+            assert row["status"] == "changed", row
+            assert "; mod_md staples the rest once their responder answers: " in row["message"], row
+            assert row["unhealthy_responders"] and all("//localhost:" in url for url in row["unhealthy_responders"])
+            # mod_md newly loaded: two graceful reloads in the host's own batch, the master kept
+            assert graceful_reloads(host) == before[name][0] + 2 and master_pid(host) == before[name][1], name
+            # the alpha sites staple at once (web1's Must-Staple one from the store seeded before the switch)
+            assert_clients_see(fleet, name, expected_staples(host, switched_off=beta_sites[name]))
+            succeeded, info = run_adhoc(fleet.env, [fleet.lab.inventory], name, "fleet.stapling.apache_stapling_info",
+                                        {"ctl": host["ctl"], "config_file": host["config_file"]})
+            assert succeeded, info
+            assert {v["stapling_engine"] for v in info["vhosts"] if v["certificate_file"]} == {"mod_md"}, name
+            # the store was made by the module, open to the children, so it survives restarts
+            store = (Path(host["server_root"]) / "md").stat()
+            assert (store.st_uid, oct(store.st_mode & 0o777)) == (0, "0o755"), name
     finally:
         fleet.lab.cli("fault", "all", "ok")
-        fleet.reset("web1")
+        for name in names:
+            fleet.reset(name)

@@ -68,3 +68,30 @@ def test_cpanel_host_reloads_through_cpanels_own_restart_script_when_it_is_there
     assert calls.read_text().splitlines() == ["restart"]
     seen = fleet.staples_until(host["name"], {v["server_name"]: None for v in host["vhosts"]})
     assert not any(check.stapled for check in seen.values())
+
+
+@pytest.mark.parametrize("host_name", ["web2"])
+def test_a_switch_to_mod_md_that_kills_apache_is_undone_with_the_store_it_made(fleet, host):
+    """mod_md newly loaded, its store made, then the reload dies: every file, link and directory goes back,
+    including the store mod_md may have started to fill, and the old server staples again."""
+    server_root = Path(host["server_root"])
+    (server_root / "conf.modules.d" / "01-socache-dbm.conf").write_text(
+        "LoadModule socache_dbm_module modules/mod_socache_dbm.so\n")
+    fleet.reload(host["name"])
+    before = config_files(server_root)
+    assert not (server_root / "md").exists()
+
+    completed = run_playbook(fleet, str(PLAYBOOK), [host["name"]], {
+        "stapling_state": "enabled",
+        "stapling_engine": "mod_md",
+        "stapling_cache": "dbm:/nonexistent/fleet-stapling/ssl_stapling",
+        "stapling_apache_start_command": host["ctl"] + " -k start",
+    })
+    output = completed.stdout + completed.stderr
+
+    assert completed.returncode != 0, output
+    assert "Apache did not survive the reload" in output and "previous configuration was restored" in output
+    assert "AH01872" in Path(host["error_log"]).read_text()
+    assert config_files(server_root) == before, "a file, link or directory differs from before the run"
+    www_alpha = f"www-alpha.{host['name']}.lab.test"
+    assert fleet.staples_until(host["name"], {www_alpha: "good"})[www_alpha].cert_status == "good"
