@@ -122,7 +122,7 @@ def test_switched_to_mod_md_every_host_staples_through_a_hanging_responder(fleet
 def test_enable_stapling_moves_whole_hosts_to_mod_md_in_batches_while_a_responder_hangs(fleet, tmp_path):
     """mod_md staples from the background: a responder down now is no reason to keep a host on mod_ssl. The
     playbook moves every vhost, one host per batch, each with its two reloads, expects staples only from the
-    healthy responders, and says who is waiting."""
+    healthy responders, and says who is waiting. Switching back to mod_ssl takes one reload."""
     names = ["web1", "web2"]
     for name in names:
         fleet.reset(name)
@@ -157,6 +157,20 @@ def test_enable_stapling_moves_whole_hosts_to_mod_md_in_batches_while_a_responde
             # the store was made by the module, open to the children, so it survives restarts
             store = (Path(host["server_root"]) / "md").stat()
             assert (store.st_uid, oct(store.st_mode & 0o777)) == (0, "0o755"), name
+
+        # and back to mod_ssl once the responder answers: mod_md stays loaded, so one graceful reload
+        fleet.lab.cli("fault", "all", "ok")
+        back = run_playbook(fleet, "enable_stapling", ["web1", "localhost"], {
+            "stapling_target_hosts": "web1", "stapling_engine": "mod_ssl"})
+
+        assert back.returncode == 0, back.stdout[-4000:]
+        web1 = hosts["web1"]
+        assert graceful_reloads(web1) == before["web1"][0] + 3 and master_pid(web1) == before["web1"][1]
+        assert_clients_see(fleet, "web1", expected_staples(web1))
+        succeeded, info = run_adhoc(fleet.env, [fleet.lab.inventory], "web1", "fleet.stapling.apache_stapling_info",
+                                    {"ctl": web1["ctl"], "config_file": web1["config_file"]})
+        assert succeeded, info
+        assert {v["stapling_engine"] for v in info["vhosts"] if v["certificate_file"]} == {"mod_ssl"}
     finally:
         fleet.lab.cli("fault", "all", "ok")
         for name in names:
