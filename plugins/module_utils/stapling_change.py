@@ -80,6 +80,11 @@ def change_stapling(host, desired, run, check_mode, move=apache_write.plain_move
         ] + [
             {"before_header": directory, "after_header": directory, "before": "", "after": "directory, mode 0755\n"}
             for directory in plan.store_dirs
+        ] + [
+            # a response fetched now: the real run fetches its own, with the same content but a later date
+            {"before_header": seed["file"], "after_header": seed["file"], "before": "",
+             "after": seed["data"].decode("utf-8", "replace")}
+            for seed in plan.store_seeds
         ],
     }
     if result["changed"] and not check_mode:

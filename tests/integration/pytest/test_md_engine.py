@@ -15,7 +15,17 @@ import subprocess
 from pathlib import Path
 
 from conftest import HOST_NAMES, RELOADED, expected_staples, run_adhoc
-from playbook_runs import assert_clients_see, host_state, master_pid, run_playbook
+from playbook_runs import (
+    assert_clients_see,
+    assert_untouched,
+    fleet_state,
+    host_state,
+    master_pid,
+    promised_by_check_mode,
+    run_playbook,
+    written_since,
+)
+from playbook_runs import operator  # noqa: F401  (a fixture, found by name)  # pylint: disable=unused-import
 from server_root import snapshot
 
 PLAYBOOK = Path(__file__).resolve().parent / "playbooks" / "stapling_role.yml"
@@ -175,3 +185,32 @@ def test_enable_stapling_moves_whole_hosts_to_mod_md_in_batches_while_a_responde
         fleet.lab.cli("fault", "all", "ok")
         for name in names:
             fleet.reset(name)
+
+
+def test_check_mode_promises_the_switch_to_mod_md_file_by_file(fleet, operator):
+    """The diff of --check --diff is what the real switch writes: config files, the links that load mod_md, the
+    store directory, and the response seeded for the Must-Staple vhost (fetched again by the real run, so only
+    its place is compared). What mod_md then writes into its store itself is no part of the promise."""
+    for name in HOST_NAMES:
+        fleet.reset(name)
+    before = fleet_state(fleet)
+
+    check = operator.run("enable_stapling", check=True, stapling_engine="mod_md")
+
+    assert check.returncode == 0, check.output
+    for name in HOST_NAMES:
+        assert_untouched(fleet, name, before[name])
+
+    real = operator.run("enable_stapling", stapling_engine="mod_md")
+
+    assert real.returncode == 0, real.output
+    promised, written = promised_by_check_mode(fleet, check), written_since(fleet, before)
+    for name in HOST_NAMES:
+        in_store = sorted(path for path in promised[name] if path == "md" or path.startswith("md/"))
+        assert promised[name].get("md") == ("dir",), (name, in_store)
+        seeds = [path for path in in_store if path.startswith("md/ocsp/other/ocsp-")]
+        must_staple = [v for v in fleet.host(name)["vhosts"] if v["kind"] == "must-staple"]
+        assert len(seeds) == len(must_staple), (name, in_store)
+        assert all(Path(fleet.host(name)["server_root"], path).exists() for path in in_store), (name, in_store)
+        assert {path: entry for path, entry in promised[name].items() if path not in in_store} == \
+            {path: entry for path, entry in written[name].items() if not path.startswith("md/")}, name

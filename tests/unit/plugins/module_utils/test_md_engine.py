@@ -306,3 +306,19 @@ def test_a_must_staple_vhost_gets_a_fetched_response_seeded_into_the_store(tmp_p
     assert [(seed["file"], seed["valid_until"]) for seed in seeds] == [
         (str(root / "md" / "ocsp" / "other" / ("ocsp-%s.json" % sha1)), "2026-12-03T10:00:00Z")]
     assert fetched == [facts["vhosts"][0]["id"]]
+
+
+@pytest.mark.parametrize("wanted", [
+    {"state": "enabled", "engine": "mod_md"},
+    {"state": "disabled"},
+    {"state": "disabled", "keep_stored_staples": False},
+    {"state": "enabled", "engine": "mod_ssl"},
+])
+def test_no_change_ever_takes_ssl_stapling_cache_away(tmp_path, wanted):
+    """Removing SSLStaplingCache and reloading gracefully can crash httpd's parent, with or without mod_md: the
+    directive survives every switch, there and back, even where nothing staples through mod_ssl any more."""
+    root, _leaf = debian_host(tmp_path)
+    for step in ({"state": "enabled", "engine": "mod_md"}, wanted):
+        planned, rendered, _before, _after = plan(root, **step)
+        apply(root, planned, rendered)
+        assert "SSLStaplingCache shmcb:/run/apache2/ssl_stapling(128000)" in (root / "apache2.conf").read_text()
