@@ -71,6 +71,15 @@ class ApacheHost(object):
         path = config.server_value("PidFile") or self.compile_settings.get("DEFAULT_PIDLOG") or "logs/httpd.pid"
         return os.path.normpath(os.path.join(config.server_root, path))
 
+    def master_pid(self, config):
+        """The pid of the running master, as its pid file names it; None when there is none running."""
+        try:
+            with open(self.pid_file(config), "rb") as stream:
+                pid = int(stream.read().strip() or b"0")
+        except (IOError, OSError, ValueError):
+            return None
+        return pid if pid > 0 and os.path.exists("/proc/%d" % pid) else None
+
     def configtest(self, run):
         """``ctl -t``: (ok, httpd's own words)."""
         rc, out, err = run(self.ctl + ["-t"])

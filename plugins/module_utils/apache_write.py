@@ -198,6 +198,24 @@ def undo_records(records, move=plain_move, check_mode=False):
     return sorted(set(restored)), sorted(set(removed) - set(restored))
 
 
+def discard_backups(records, check_mode=False):
+    """Remove the backup copies earlier runs made, once their change is known to be good (httpd survived the
+    reload). Only a copy beside its file and named as AnsibleModule.backup_local names it is touched, so a
+    record cannot be used to remove anything else. Returns the copies removed (in check mode, to remove)."""
+    removed = []
+    for record in records:
+        for path, copy in sorted((record.get("backups") or {}).items()):
+            if not (copy and os.path.dirname(copy) == os.path.dirname(path)
+                    and os.path.basename(copy).startswith(os.path.basename(path) + ".") and copy.endswith("~")):
+                raise WriteError("%s is not a backup copy of %s; nothing was removed" % (copy, path))
+            if os.path.lexists(copy):
+                removed.append(copy)
+    if not check_mode:
+        for copy in removed:
+            os.unlink(copy)
+    return removed
+
+
 def _try(errors, path, action, *args):
     try:
         action(*args)

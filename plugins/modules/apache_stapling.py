@@ -160,6 +160,16 @@ options:
         every option but the instance ones is ignored.
     type: list
     elements: dict
+  discard_backups:
+    description:
+      - Remove the backup copies that earlier runs of this module made (given what they returned, at least
+        RV(backups)), once their change is known to be good, for example after httpd survived the reload. One call
+        for every copy of every run. Only files beside the file they back up, named as O(backup=true) names them,
+        are removed.
+      - With O(discard_backups), every option but the instance ones is ignored, httpd is not asked anything, and
+        only RV(changed) and RV(removed_files) are returned.
+    type: list
+    elements: dict
 notes:
   - The socache module check uses the C(LoadModule) lines of the config and the compiled-in modules that C(ctl -M) lists.
 seealso:
@@ -312,8 +322,10 @@ restored_files:
   elements: str
   sample: [/etc/apache2/sites-available/shop.conf]
 removed_files:
-  description: With O(undo), the files and links the undone runs had created, now removed.
-  returned: when O(undo) is given
+  description:
+    - With O(undo), the files, links and directories the undone runs had created, now removed.
+    - With O(discard_backups), the backup copies removed (in check mode, that would be removed).
+  returned: when O(undo) or O(discard_backups) is given
   type: list
   elements: str
   sample: [/etc/apache2/conf-enabled/fleet-stapling.conf, /etc/apache2/conf-available/fleet-stapling.conf]
@@ -326,7 +338,7 @@ apache_version:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleet.stapling.plugins.module_utils import certificates
+from ansible_collections.fleet.stapling.plugins.module_utils import apache_write, certificates
 from ansible_collections.fleet.stapling.plugins.module_utils.stapling_change import (
     STAPLING_ERRORS,
     change_stapling,
@@ -361,10 +373,18 @@ def main():
             protected_files=dict(type="list", elements="path"),
             backup=dict(type="bool", default=False),
             undo=dict(type="list", elements="dict"),
+            discard_backups=dict(type="list", elements="dict"),
             **INSTANCE_ARGUMENT_SPEC
         ),
+        mutually_exclusive=[("undo", "discard_backups")],
         supports_check_mode=True,
     )
+    if module.params["discard_backups"] is not None:
+        try:
+            removed = apache_write.discard_backups(module.params["discard_backups"], check_mode=module.check_mode)
+        except (apache_write.WriteError, OSError) as exc:
+            module.fail_json(msg="discarding backups failed: %s" % exc)
+        module.exit_json(changed=bool(removed), removed_files=removed)
     cryptography_problem = certificates.cryptography_problem()
     if cryptography_problem:
         module.fail_json(msg=cryptography_problem, exception=certificates.CRYPTOGRAPHY_IMPORT_ERROR)

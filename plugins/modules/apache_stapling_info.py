@@ -70,6 +70,13 @@ pid_file:
   returned: always
   type: str
   sample: /var/run/apache2/apache2.pid
+master_pid:
+  description:
+    - The pid of the running Apache master, as its pid file names it, or null when none is running. A graceful
+      reload keeps it, so a role can tell afterwards whether the master survived with one look.
+  returned: always
+  type: int
+  sample: 1234
 instance:
   description:
     - How to drive this Apache instance and which layout it follows, for roles and playbooks to use as they are.
@@ -338,7 +345,7 @@ def main():
     for warning in facts.pop("warnings"):
         module.warn(warning)
     module.exit_json(changed=False, apache_version=host.version_string, config_file=host.config_file,
-                     pid_file=host.pid_file(config), instance=apache_instance.describe(host, config), **facts)
+                     pid_file=host.pid_file(config), master_pid=host.master_pid(config), instance=apache_instance.describe(host, config), **facts)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from fleetlab import responder
+from fleetlab.fleet import HOST_PORT_OFFSET
 
 LAB_PY = Path(__file__).resolve().parent.parent / "lab.py"
 
@@ -51,7 +52,7 @@ class RunningLab:
 
     def __init__(self, hosts: int, prefix: str = "fleet-lab-test-", start_state: str = "stapling"):
         self.dir = Path(tempfile.mkdtemp(prefix=prefix))
-        self.base_port = free_port_block(20)
+        self.base_port = free_port_block(HOST_PORT_OFFSET + max(hosts, 10))  # a host's port is offset + index
         lab_cli(self.dir, "up", "--hosts", str(hosts), "--base-port", str(self.base_port),
                 "--start-state", start_state)
         self.state = json.loads((self.dir / "lab.json").read_text())

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from ansible_collections.fleet.stapling.plugins.module_utils import apache_host
@@ -74,3 +76,16 @@ def test_pid_file_comes_from_pidfile_or_the_compiled_default(tmp_path):
     assert host.pid_file(parse_config(str(main))) == str(tmp_path / "run" / "httpd.pid")
     main.write_text("ServerRoot %s\nPidFile /var/run/apache2/apache2.pid\n" % tmp_path)
     assert host.pid_file(parse_config(str(main))) == "/var/run/apache2/apache2.pid"
+
+
+def test_the_running_master_is_read_from_the_pid_file_and_must_exist(tmp_path):
+    config = type("Config", (), {"server_root": str(tmp_path), "server_value": lambda self, name: "run/httpd.pid"})()
+    host = apache_host.ApacheHost.__new__(apache_host.ApacheHost)
+    host.compile_settings = {}
+    (tmp_path / "run").mkdir()
+
+    assert host.master_pid(config) is None  # no pid file: nothing runs
+    (tmp_path / "run" / "httpd.pid").write_text("%d\n" % os.getpid())
+    assert host.master_pid(config) == os.getpid()
+    (tmp_path / "run" / "httpd.pid").write_text("4194304999\n")  # above any pid the kernel gives
+    assert host.master_pid(config) is None

@@ -162,3 +162,31 @@ def test_undo_with_a_lost_backup_says_so_and_restores_the_rest(tmp_path):
     with pytest.raises(apache_write.WriteError, match="cannot be read"):
         apache_write.undo_records([{"backups": {str(target): str(tmp_path / "gone.bak")}}])
     assert target.read_bytes() == b"new\n"
+
+
+def test_discarding_backups_removes_the_copies_of_every_run_in_one_go(tmp_path):
+    site = tmp_path / "site.conf"
+    site.write_text("SSLUseStapling off\n")
+    copies = [tmp_path / ("site.conf.%d.2026-12-02@10:00:0%d~" % (pid, pid)) for pid in (1, 2)]
+    for copy in copies:
+        copy.write_text("SSLUseStapling on\n")
+    records = [{"backups": {str(site): str(copies[0])}}, {"backups": {str(site): str(copies[1])}}, {"backups": {}}]
+
+    assert apache_write.discard_backups(records, check_mode=True) == [str(c) for c in copies]
+    assert all(copy.exists() for copy in copies)
+    assert apache_write.discard_backups(records) == [str(c) for c in copies]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site.conf"]
+    assert apache_write.discard_backups(records) == []  # a second run has nothing left to do
+
+
+def test_a_record_cannot_make_discarding_remove_anything_but_a_backup_copy(tmp_path):
+    site = tmp_path / "site.conf"
+    other = tmp_path / "keys" / "server.key"
+    other.parent.mkdir()
+    for path in (site, other):
+        path.write_text("x\n")
+
+    for copy in (other, tmp_path / "site.conf", tmp_path / "other.conf.1.2026~"):
+        with pytest.raises(apache_write.WriteError, match="not a backup copy"):
+            apache_write.discard_backups([{"backups": {str(site): str(copy)}}])
+    assert other.exists() and site.exists()

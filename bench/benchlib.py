@@ -1,0 +1,46 @@
+"""What the benches share: the collection made importable, Ansible's environment for a lab, and the Markdown
+file the figures go to, one section per bench."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
+BENCHMARKS_MD = REPO / "docs" / "benchmarks.md"
+
+
+def collections_dir(scratch: Path) -> Path:
+    """A collections path in which fleet.stapling is this checkout."""
+    collections = scratch / "collections"
+    (collections / "ansible_collections" / "fleet").mkdir(parents=True)
+    (collections / "ansible_collections" / "fleet" / "stapling").symlink_to(REPO)
+    return collections
+
+
+def ansible_env(collections: Path, lab_state: dict | None = None, **extra: str) -> dict:
+    """Ansible's environment for runs against a lab: this checkout's collection, no colours or retry files, the
+    interpreter found on the host. A local connection inherits this environment, so pyOpenSSL is hidden there
+    too when the lab's SSH sessions hide it."""
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_RETRY_FILES_ENABLED="0", **extra)
+    env.pop("ANSIBLE_PYTHON_INTERPRETER", None)
+    if lab_state:
+        hidden = Path(lab_state["ssh"]["config"]).parent / "minimal-host-python"
+        if lab_state["ssh"].get("hides_pyopenssl") and hidden.is_dir():
+            env["PYTHONPATH"] = str(hidden)
+    return env
+
+
+def write_section(path: Path, section: str, text: str) -> None:
+    """Replace the section headed ``section`` (a '## ' line) with ``text``, or append it."""
+    content = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    if section in content:
+        start = content.index(section)
+        following = content.find("\n## ", start + len(section))
+        content = content[:start] + text + (content[following + 1:] if following != -1 else "")
+    else:
+        content = content.rstrip("\n") + "\n\n" + text
+    path.write_text(content)

@@ -1,0 +1,140 @@
+#!/usr/bin/env python
+"""The incident command against the runbook's: switching stapling off on a whole lab fleet.
+
+Starts a lab of ``--hosts`` hosts (every one stapling, reached over SSH as the inventory says), then takes
+turns, ``--repeat`` rounds:
+
+- the baseline, ``bench/baseline/naive_disable_stapling.yml``: find the files that mention SSLUseStapling,
+  ``replace`` in each, ``ctl -t``, reload;
+- ``playbooks/disable_stapling.yml`` (forced, no scope): discovery of the include tree, the Must-Staple guard,
+  validation with rollback, a reload that must be survived, a client-side check of every vhost, the report.
+
+Every host is put back to stapling (its pristine config, restarted) before each run. Reported per playbook:
+best wall time and its ratio to the baseline's, and per host the tasks that reached it (skipped ones apart)
+and the SSH calls (each is one round trip, with pipelining). A per-task timing of the slowest tasks says
+where the time goes. Usage:
+
+    .venv/bin/python bench/fleet_flip_bench.py [--hosts 20] [--forks 5] [--repeat 1] [--write docs/benchmarks.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchlib import ANSIBLE_PLAYBOOK, BENCHMARKS_MD, REPO, ansible_env, collections_dir, write_section
+
+sys.path.insert(0, str(REPO / "tests" / "lab"))
+
+from fleetlab.testing import RunningLab  # noqa: E402
+
+SECTION = "## Fleet flip: disable_stapling.yml against the runbook's playbook"
+PLAYBOOKS = {
+    "naive runbook playbook": (REPO / "bench" / "baseline" / "naive_disable_stapling.yml", {}),
+    "disable_stapling.yml": (REPO / "playbooks" / "disable_stapling.yml", {"stapling_force": True}),
+}
+BASELINE = "naive runbook playbook"
+
+
+def ssh_counter(scratch: Path) -> tuple[Path, Path]:
+    """An ssh wrapper that notes each call before running the real ssh."""
+    log = scratch / "ssh-calls.log"
+    wrapper = scratch / "ssh"
+    wrapper.write_text(f'#!/bin/sh\necho call >> "{log}"\nexec {shutil.which("ssh")} "$@"\n')
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    return wrapper, log
+
+
+def run(lab: RunningLab, env: dict, scratch: Path, label: str, forks: int) -> dict:
+    playbook, extra_vars = PLAYBOOKS[label]
+    for host in lab.state["hosts"]:
+        lab.reset_host(host["name"])
+    timings = scratch / "timings.jsonl"
+    wrapper, ssh_log = ssh_counter(scratch)
+    for path in (timings, ssh_log):
+        path.unlink(missing_ok=True)
+    vars_file = scratch / "vars.json"
+    vars_file.write_text(json.dumps(dict(extra_vars, stapling_report_dir=str(scratch / "reports"))))
+    run_env = dict(env, ANSIBLE_FORKS=str(forks), ANSIBLE_SSH_EXECUTABLE=str(wrapper),
+                   ANSIBLE_CALLBACK_PLUGINS=str(REPO / "bench" / "callback_plugins"),
+                   ANSIBLE_CALLBACKS_ENABLED="task_timing", FLEET_STAPLING_TIMINGS=str(timings))
+    started = time.perf_counter()
+    completed = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(lab.inventory), str(playbook), "-e", f"@{vars_file}"],
+                               env=run_env, capture_output=True, text=True, timeout=1800, check=False)
+    elapsed = time.perf_counter() - started
+    if completed.returncode != 0:
+        raise SystemExit(f"{label} failed:\n{completed.stdout[-4000:]}{completed.stderr[-2000:]}")
+    records = [json.loads(line) for line in timings.read_text().splitlines()] if timings.exists() else []
+    hosts = [h["name"] for h in lab.state["hosts"]]
+    on_hosts = [r for r in records if r["host"] in hosts]
+    per_task = collections.defaultdict(float)
+    for record in on_hosts:
+        if record["status"] != "skipped" and record["seconds"] is not None:
+            per_task[record["task"]] += record["seconds"]
+    return {
+        "seconds": elapsed,
+        "tasks_per_host": sum(r["status"] != "skipped" for r in on_hosts) / len(hosts),
+        "skipped_per_host": sum(r["status"] == "skipped" for r in on_hosts) / len(hosts),
+        "ssh_per_host": (len(ssh_log.read_text().splitlines()) if ssh_log.exists() else 0) / len(hosts),
+        # summed over hosts: with forks, hosts overlap, so this ranks tasks rather than adding up to the wall time
+        "slowest_tasks": sorted(per_task.items(), key=lambda item: -item[1])[:8],
+    }
+
+
+def render(results: dict, hosts: int, forks: int, repeat: int) -> str:
+    base = results[BASELINE]["seconds"]
+    lines = [SECTION, "",
+             f"`.venv/bin/python bench/fleet_flip_bench.py --hosts {hosts} --forks {forks} --repeat {repeat}` on "
+             f"{os.cpu_count()} cores: {hosts} lab hosts reached over SSH with pipelining, every host stapling "
+             "before each run, best of the runs. Target: `disable_stapling.yml` at most 1.0x the naive playbook.",
+             "", "| playbook | wall time | against the naive one | tasks per host (skipped) | SSH calls per host |",
+             "|---|---|---|---|---|"]
+    for label, figures in results.items():
+        lines.append(f"| {label} | {figures['seconds']:.1f} s | {figures['seconds'] / base:.2f}x | "
+                     f"{figures['tasks_per_host']:.0f} ({figures['skipped_per_host']:.0f}) | "
+                     f"{figures['ssh_per_host']:.0f} |")
+    lines += ["", "Where the collection's run spends its time (task seconds summed over hosts):", ""]
+    for task, seconds in results["disable_stapling.yml"]["slowest_tasks"]:
+        lines.append(f"- {task}: {seconds:.1f} s")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--hosts", type=int, default=20)
+    parser.add_argument("--forks", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--write", type=Path, nargs="?", const=BENCHMARKS_MD,
+                        help="replace this bench's section of a Markdown file (default docs/benchmarks.md)")
+    options = parser.parse_args()
+    scratch = Path(tempfile.mkdtemp(prefix="fleet-stapling-flip-bench-"))
+    lab = RunningLab(options.hosts, prefix="fleet-stapling-flip-bench-lab-")
+    try:
+        env = ansible_env(collections_dir(scratch), lab.state)
+        results: dict[str, dict] = {}
+        for _round in range(options.repeat):
+            for label in PLAYBOOKS:  # taking turns, so that the machine's noise weighs on both alike
+                figures = run(lab, env, scratch, label, options.forks)
+                if label not in results or figures["seconds"] < results[label]["seconds"]:
+                    results[label] = figures
+    finally:
+        lab.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+    text = render(results, options.hosts, options.forks, options.repeat)
+    print(text)
+    if options.write:
+        write_section(options.write, SECTION, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
