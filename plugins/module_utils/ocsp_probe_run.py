@@ -42,6 +42,7 @@ METHODS = ("post", "get")
 STAPLED_CHECKS = ("staple", "handshake")
 # Enough for every responder of a fleet at once (a handful of CAs, two families) plus its vhosts.
 MAX_WORKERS = 32
+SETTLE_INTERVAL = 0.25  # seconds between two asks of a vhost whose answer has not settled yet
 # Apache's SSLStaplingResponderTimeout when the config does not set it.
 APACHE_RESPONDER_TIMEOUT = 10.0
 WILDCARD_ADDRESSES = ("*", "_default_", "0.0.0.0", "::")
@@ -56,7 +57,7 @@ class ProbeInputError(Exception):
 class Settings(object):
     def __init__(self, timeout=5.0, ip_version="any", method="post", nonce=True, require_nonce=False, proxy=None,
                  use_proxy=True, clock_skew=300, timeout_budget=None, environ=None, max_workers=MAX_WORKERS,
-                 stapled_check="staple", staple_client=None):
+                 stapled_check="staple", staple_client=None, settle=0):
         if ip_version not in IP_VERSIONS:
             raise ProbeInputError("ip_version must be one of %s, not %r" % (", ".join(IP_VERSIONS), ip_version))
         if method not in METHODS:
@@ -65,6 +66,8 @@ class Settings(object):
             raise ProbeInputError("timeout must be a positive number of seconds")
         if stapled_check not in STAPLED_CHECKS:
             raise ProbeInputError("stapled_check must be staple or handshake, not %r" % stapled_check)
+        if settle < 0:
+            raise ProbeInputError("stapled_settle must be zero or a positive number of seconds")
         self.timeout = float(timeout)
         self.ip_version = ip_version
         self.method = method
@@ -79,6 +82,7 @@ class Settings(object):
         self.stapled_check = stapled_check
         # None lets staple_probe pick (pyOpenSSL, else openssl s_client); tests force one to compare them.
         self.staple_client = staple_client
+        self.settle = float(settle)
         if proxy:
             try:
                 ocsp_client.proxy_endpoint(proxy)
@@ -87,8 +91,9 @@ class Settings(object):
 
     @property
     def deadline(self):
-        """The hard limit of a whole run: a DNS lookup and an exchange, each bounded by timeout, plus slack."""
-        return 2 * self.timeout + 5
+        """The hard limit of a whole run: a DNS lookup and an exchange, each bounded by timeout, plus slack, plus
+        the time a staple check may wait for what is served to settle."""
+        return 2 * self.timeout + 5 + self.settle
 
 
 # ---------------------------------------------------------------------------------------------- input
@@ -476,11 +481,22 @@ class Runner(object):
         if self.settings.stapled_check == "handshake":
             found = staple_probe.check_handshake(addresses, target.port, target.server_name, self.settings.timeout)
         else:
-            found = staple_probe.fetch_staple(addresses, target.port, target.server_name, self.settings.timeout,
-                                              client=self.settings.staple_client)
+            found = self._fetch_settled(addresses, target)
         facts.update(found)
         facts["target"] = target.label
         return facts
+
+    def _fetch_settled(self, addresses, target):
+        """Right after a reload, workers of the old generation may still answer for a moment. With a settle
+        time, a vhost whose answer disagrees with its config is asked again every SETTLE_INTERVAL seconds until
+        it agrees or the time is up, instead of the whole check being repeated later after a fixed sleep."""
+        deadline = time.monotonic() + self.settings.settle
+        while True:
+            found = staple_probe.fetch_staple(addresses, target.port, target.server_name, self.settings.timeout,
+                                              client=self.settings.staple_client)
+            if target.expected is None or _as_configured(found, target) or time.monotonic() >= deadline:
+                return found
+            time.sleep(SETTLE_INTERVAL)
 
     # ------------------------------------------------------------ the run
 
@@ -687,6 +703,18 @@ class Runner(object):
 
 
 # ---------------------------------------------------------------------------------------------- report helpers
+
+
+def _as_configured(found, target):
+    """Whether what a vhost served matches its config: a staple where stapling is on and the certificate names a
+    responder, none where it is off. A handshake that failed is an answer too, not something to wait out."""
+    if found.get("handshake") != "ok":
+        return True
+    stapled = bool(found.get("stapled"))
+    if not target.expected:
+        return not stapled
+    chain = found.get("chain") or []
+    return stapled or not (target.ocsp_url or (chain and certificates.ocsp_url(chain[0])))
 
 
 def _family_of(address):

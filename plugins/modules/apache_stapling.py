@@ -167,7 +167,7 @@ options:
         for every copy of every run. Only files beside the file they back up, named as O(backup=true) names them,
         are removed.
       - With O(discard_backups), every option but the instance ones is ignored, httpd is not asked anything, and
-        only RV(changed) and RV(removed_files) are returned.
+        only C(changed) and RV(removed_files) are returned.
     type: list
     elements: dict
 notes:

@@ -175,6 +175,16 @@ options:
     type: str
     choices: [staple, handshake]
     default: staple
+  stapled_settle:
+    description:
+      - With O(stapled=true) and O(stapled_check=staple), how many seconds a vhost may take to serve what its
+        config says (a staple where stapling is on and the certificate names a responder, none where it is off).
+        Right after a reload, workers of the old generation may still answer for a moment; a vhost that
+        disagrees is asked again every quarter of a second until it agrees or the time is up, and the last answer
+        is reported. Vhosts that agree at once cost nothing extra.
+      - The default V(0) asks once.
+    type: float
+    default: 0
   stapled_targets:
     description: TLS endpoints for the stapled check when not discovering (added to the discovered ones otherwise).
     type: list
@@ -812,6 +822,7 @@ def argument_spec():
         clock_skew=dict(type="int", default=300),
         stapled=dict(type="bool", default=False),
         stapled_check=dict(type="str", default="staple", choices=["staple", "handshake"]),
+        stapled_settle=dict(type="float", default=0),
         stapled_targets=dict(type="list", elements="dict", default=[], options=dict(
             address=dict(type="str", required=True),
             port=dict(type="int", default=443),
@@ -855,7 +866,7 @@ def main():
             timeout=params["timeout"], ip_version=params["ip_version"], method=params["method"],
             nonce=params["nonce"], require_nonce=params["require_nonce"], proxy=params["proxy"],
             use_proxy=params["use_proxy"], clock_skew=params["clock_skew"], timeout_budget=params["timeout_budget"],
-            stapled_check=params["stapled_check"])
+            stapled_check=params["stapled_check"], settle=params["stapled_settle"])
         ca_bundle_certs = ocsp_probe_run.load_ca_bundle(params["ca_bundle"])
         items, targets, skipped = gather(module, params, ca_bundle_certs)
     except PROBE_ERRORS as exc:

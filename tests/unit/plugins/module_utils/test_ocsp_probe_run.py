@@ -151,6 +151,46 @@ def test_bad_settings_are_refused():
         Settings(proxy="socks5://proxy:1080")
 
 
+@pytest.mark.parametrize("expected, answers, asked, stapled", [
+    # switched off: old workers staple twice more, then the new config answers
+    (False, [True, True, False], 3, False),
+    # switched on: the first answer already agrees, one ask
+    (True, [True], 1, True),
+    # never agrees within the settle time: the last answer is what is reported
+    (False, [True] * 100, None, True),
+])
+def test_a_vhost_that_disagrees_with_its_config_is_asked_again_until_it_settles(monkeypatch, expected, answers, asked,
+                                                                                stapled):
+    calls = []
+
+    def fetch(addresses, port, server_name, timeout, client=None):
+        calls.append(server_name)
+        return {"handshake": "ok", "stapled": answers[min(len(calls), len(answers)) - 1], "chain": []}
+
+    monkeypatch.setattr(ocsp_probe_run.staple_probe, "fetch_staple", fetch)
+    monkeypatch.setattr(ocsp_probe_run, "SETTLE_INTERVAL", 0.01)
+    target = ocsp_probe_run.StapleTarget("127.0.0.1", 443, "shop.test", expected=expected,
+                                         ocsp_url="http://ocsp.test/")
+    runner = ocsp_probe_run.Runner([], Settings(timeout=1, settle=0.3, staple_client="openssl"), [target])
+
+    found = runner._fetch_settled(["127.0.0.1"], target)  # pylint: disable=protected-access
+
+    assert found["stapled"] is stapled
+    assert len(calls) == asked if asked else len(calls) > 3
+
+
+def test_without_a_settle_time_or_an_expectation_a_vhost_is_asked_once(monkeypatch):
+    calls = []
+    monkeypatch.setattr(ocsp_probe_run.staple_probe, "fetch_staple",
+                        lambda *args, **kwargs: calls.append(1) or {"handshake": "ok", "stapled": True, "chain": []})
+    for settings, expected in ((Settings(settle=0), False), (Settings(settle=5), None)):
+        target = ocsp_probe_run.StapleTarget("127.0.0.1", 443, "shop.test", expected=expected)
+        ocsp_probe_run.Runner([], settings, [target])._fetch_settled(["127.0.0.1"], target)  # pylint: disable=protected-access
+    assert len(calls) == 2
+    with pytest.raises(ProbeInputError):
+        Settings(settle=-1)
+
+
 # ---------------------------------------------------------------------------------------------- grouping
 
 
