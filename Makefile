@@ -5,7 +5,7 @@ PY := .venv/bin/python
 TOOLS := tests/tools
 LAB := $(PY) tests/lab/lab.py
 
-.PHONY: help deps sanity units compat lint changelog-lint build integration test \
+.PHONY: help deps sanity units compat lint changelog-lint build integration test bench bench-smoke \
 	lab-up lab-status lab-down demo clean distclean
 
 help:
@@ -14,6 +14,8 @@ help:
 	@echo "make sanity|units|compat|lint|changelog-lint|build|integration   one step"
 	@echo "make compat        module_utils unit tests on Python 3.8-3.11 with cryptography 3.4.8 to newest"
 	@echo "                   (venvs cached in .venv-compat/), vermin for Python 3.8, the below-floor check"
+	@echo "make bench         every benchmark at full size, ratios to baselines, written to docs/benchmarks.md"
+	@echo "make bench-smoke   every benchmark at its smallest size (part of make test): do they still run"
 	@echo "make lab-up|lab-status|lab-down|demo                        the local lab fleet"
 	@echo "make clean         remove build and test output (distclean also removes .venv and .venv-compat)"
 
@@ -41,9 +43,15 @@ build: deps
 integration: deps
 	$(TOOLS)/integration.sh
 
+bench: deps
+	$(TOOLS)/bench.sh
+
+bench-smoke: deps
+	$(TOOLS)/bench.sh --smoke
+
 # Runs every step even when one fails, prints a summary, fails if any failed.
 test: deps
-	$(TOOLS)/run_all.sh sanity units compat lint build integration
+	$(TOOLS)/run_all.sh sanity units compat lint build integration bench_smoke
 
 lab-up: deps
 	$(LAB) up

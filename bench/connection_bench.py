@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -27,12 +26,12 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from benchlib import ANSIBLE_PLAYBOOK, REPO, ansible_env, collections_dir
+
 sys.path.insert(0, str(REPO / "tests" / "lab"))
 
 from fleetlab.testing import RunningLab  # noqa: E402
 
-ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 TRANSPORTS = {
     "local": {"ansible_connection": "local", "ansible_python_interpreter": "/usr/bin/python3"},
     "ssh": {},
@@ -45,17 +44,6 @@ RUNS = (
     ("disable_stapling", {"stapling_ocsp_hosts": ["localhost"], "stapling_force": True}),
     ("enable_stapling", {"stapling_ocsp_hosts": ["localhost"]}),
 )
-
-
-def environment(collections: Path, lab: RunningLab) -> dict:
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_RETRY_FILES_ENABLED="0")
-    env.pop("ANSIBLE_PYTHON_INTERPRETER", None)
-    # A local run inherits this environment: hide pyOpenSSL there too, as the lab's sshd session does.
-    hidden = Path(lab.state["ssh"]["config"]).parent / "minimal-host-python"
-    if lab.state["ssh"].get("hides_pyopenssl") and hidden.is_dir():
-        env["PYTHONPATH"] = str(hidden)
-    return env
 
 
 def run_once(lab: RunningLab, env: dict, scratch: Path, playbook: str, extra_vars: dict) -> float:
@@ -90,12 +78,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     options = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="fleet-stapling-connection-bench-"))
-    collections = scratch / "collections"
-    (collections / "ansible_collections" / "fleet").mkdir(parents=True)
-    (collections / "ansible_collections" / "fleet" / "stapling").symlink_to(REPO)
     lab = RunningLab(options.hosts, prefix="fleet-stapling-connection-bench-lab-")
     try:
-        best = measure(lab, environment(collections, lab), scratch, options.repeat)
+        best = measure(lab, ansible_env(collections_dir(scratch), lab.state), scratch, options.repeat)
     finally:
         lab.stop()
         shutil.rmtree(scratch, ignore_errors=True)

@@ -17,18 +17,19 @@ import json
 import os
 import shlex
 import statistics
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from benchlib import ANSIBLE_PLAYBOOK, BENCHMARKS_MD, REPO, ansible_env, collections_dir, write_section
+
 sys.path.insert(0, str(REPO / "tests" / "lab"))
 
 from fleetlab.testing import RunningLab  # noqa: E402
 
-ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 ROLE_PLAYBOOK = REPO / "tests" / "integration" / "pytest" / "playbooks" / "stapling_role.yml"
 SECTION = "## Time to mitigation: mod_md against mod_ssl while a responder hangs"
 
@@ -61,16 +62,13 @@ def reload(lab: RunningLab, name: str, how: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=5)
-    parser.add_argument("--write", type=Path, help="replace this section of a Markdown file with the results")
+    parser.add_argument("--write", type=Path, nargs="?", const=BENCHMARKS_MD,
+                        help="replace this bench's section of a Markdown file (default docs/benchmarks.md)")
     options = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="fleet-stapling-md-bench-"))
-    collections = scratch / "collections"
-    (collections / "ansible_collections" / "fleet").mkdir(parents=True)
-    (collections / "ansible_collections" / "fleet" / "stapling").symlink_to(REPO)
     lab = RunningLab(2, prefix="fleet-stapling-md-bench-lab-")
     try:
-        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections), ANSIBLE_NOCOLOR="1")
-        env.pop("ANSIBLE_PYTHON_INTERPRETER", None)
+        env = ansible_env(collections_dir(scratch))
         subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(lab.inventory), "--limit", "web1", str(ROLE_PLAYBOOK),
                         "-e", json.dumps({"stapling_engine": "mod_md", "stapling_force": True})],
                        env=env, check=True, capture_output=True, timeout=600)
@@ -87,10 +85,11 @@ def main() -> None:
         lab.cli("fault", "alpha", "ok")
     finally:
         lab.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
     table = render(rows, options.samples)
     print(table)
     if options.write:
-        write_section(options.write, table)
+        write_section(options.write, SECTION, table)
 
 
 def render(rows, samples: int) -> str:
@@ -111,17 +110,6 @@ def render(rows, samples: int) -> str:
         "none needed, it kept stapling a good response throughout" if md_fine else "NOT zero: it lost its staple",
         slowest_md)]
     return "\n".join(lines) + "\n"
-
-
-def write_section(path: Path, table: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    if SECTION in text:
-        start = text.index(SECTION)
-        following = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + table + (text[following + 1:] if following != -1 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + table
-    path.write_text(text)
 
 
 if __name__ == "__main__":

@@ -140,11 +140,14 @@ def test_a_run_in_which_every_host_fails_still_writes_the_report(fleet, operator
 
 def test_a_failing_validate_never_reloads_whether_the_module_or_the_handler_runs_it(fleet, operator, tmp_path):
     hosts = {name: fleet.host(name) for name in HOST_NAMES}
-    # web2's config test always fails: the module itself must restore every byte. web3's passes the module's own
-    # check after writing and fails at the role's validate handler, which must then not notify the reload.
+    # web2's config test always fails: the module itself must restore every byte. web3 also gets a CA bundle,
+    # which the role writes and its validate handler checks: the config test passes the module's own check after
+    # writing and fails at that handler, which must then not notify the reload.
     ctl_of = {"web2": write_ctl(tmp_path, hosts["web2"], 0), "web3": write_ctl(tmp_path, hosts["web3"], 1)}
+    bundles = [str(fleet.lab.dir / "pki" / ca / "bundle.pem") for ca in ("alpha", "beta")]
     inventory = write_host_vars_inventory(tmp_path / "failing-ctl.yml", {
-        name: {"stapling_apache_ctl": str(ctl)} for name, ctl in ctl_of.items()})
+        "web2": {"stapling_apache_ctl": str(ctl_of["web2"])},
+        "web3": {"stapling_apache_ctl": str(ctl_of["web3"]), "stapling_ca_bundle_sources": bundles}})
     www_beta = {name: {f"www-beta.{name}.lab.test"} for name in HOST_NAMES}
     before = fleet_state(fleet)
 
@@ -164,7 +167,7 @@ def test_a_failing_validate_never_reloads_whether_the_module_or_the_handler_runs
     assert INJECTED_COMPLAINT in rows["web2"]["message"], rows["web2"]
     assert config_tests_run(ctl_of["web2"]) == 1
     assert_untouched(fleet, "web2", before["web2"], except_backup_copies=True)
-    # web3: the module passed its config test, the handler's validate failed
+    # web3: the module passed its config test, the handler's validate (for the bundle) failed
     assert config_tests_run(ctl_of["web3"]) == 2
     assert re.search(r'fatal: \[web3\]: FAILED! => \{.*"cmd": \[[^]]*"-t"\]', run.output), run.output
     after = host_state(fleet, "web3")
