@@ -214,12 +214,16 @@ def load_certificate_items(specs, ca_bundle_certs=(), url_override=None):
 class StapleTarget(object):
     """A TLS endpoint to ask for its staple; from the config, vhosts and expectations come along."""
 
-    def __init__(self, address, port, server_name, vhosts=(), expected=None, issuer_candidates=(), ocsp_url=None):
+    def __init__(self, address, port, server_name, vhosts=(), expected=None, issuer_candidates=(), ocsp_url=None,
+                 configured=None):
         self.address = address
         self.port = port
         self.server_name = server_name
         self.vhosts = list(vhosts)
+        # expected: a staple is owed to clients (stapling on, or a Must-Staple certificate);
+        # configured: the config switches stapling on, which is what the server will do once a reload settles
         self.expected = expected
+        self.configured = configured
         self.issuer_candidates = list(issuer_candidates)
         # The URL Apache itself would ask (SSLStaplingForceURL); else the served certificate's AIA URL counts.
         self.ocsp_url = ocsp_url
@@ -306,7 +310,8 @@ def _discovered_item(vhost_facts, chain, ca_bundle_certs, url_override, items):
 
 
 def _add_staple_targets(targets, vhost_facts, item, ip_version):
-    expected = bool(vhost_facts.get("stapling")) or certificates.is_must_staple(item.leaf)
+    configured = bool(vhost_facts.get("stapling"))
+    expected = configured or certificates.is_must_staple(item.leaf)
     candidates = [item.issuer] if item.issuer is not None else []
     for text in vhost_facts.get("addresses") or []:
         try:
@@ -317,10 +322,11 @@ def _add_staple_targets(targets, vhost_facts, item, ip_version):
         key = (address, port, vhost_facts.get("server_name"))
         target = targets.get(key)
         if target is None:
-            target = targets[key] = StapleTarget(address, port, vhost_facts.get("server_name"),
-                                                 issuer_candidates=candidates, ocsp_url=vhost_facts.get("force_url"))
+            target = targets[key] = StapleTarget(address, port, vhost_facts.get("server_name"), issuer_candidates=candidates,
+                                                 ocsp_url=vhost_facts.get("force_url"), configured=False)
         target.vhosts.append(vhost_facts["id"])
         target.expected = bool(target.expected) or expected
+        target.configured = bool(target.configured) or configured
 
 
 def targets_from_specs(specs):
@@ -494,7 +500,7 @@ class Runner(object):
         while True:
             found = staple_probe.fetch_staple(addresses, target.port, target.server_name, self.settings.timeout,
                                               client=self.settings.staple_client)
-            if target.expected is None or _as_configured(found, target) or time.monotonic() >= deadline:
+            if target.configured is None or _as_configured(found, target) or time.monotonic() >= deadline:
                 return found
             time.sleep(SETTLE_INTERVAL)
 
@@ -707,11 +713,13 @@ class Runner(object):
 
 def _as_configured(found, target):
     """Whether what a vhost served matches its config: a staple where stapling is on and the certificate names a
-    responder, none where it is off. A handshake that failed is an answer too, not something to wait out."""
+    responder, none where it is off. A handshake that failed is an answer too, not something to wait out. A
+    Must-Staple certificate served without a staple is unhealthy, but if its config says off, waiting changes
+    nothing: that is the settled answer."""
     if found.get("handshake") != "ok":
         return True
     stapled = bool(found.get("stapled"))
-    if not target.expected:
+    if not target.configured:
         return not stapled
     chain = found.get("chain") or []
     return stapled or not (target.ocsp_url or (chain and certificates.ocsp_url(chain[0])))

@@ -38,7 +38,8 @@ description:
     (see O(cpanel_root)); the setting goes to a file in the userdata directory that the vhost names in its commented
     C(Include), cPanel's rebuild then switches that C(Include) on, and C(ctl -t) checks the result. On failure the
     file is removed and the rebuild run again. RV(regenerated_files) names what cPanel rewrote.
-  - The module never reloads Apache; reloading is the job of a handler.
+  - A change never reloads Apache. O(reload), given to a separate call (the role's handler), reloads it and proves
+    that it survived, and takes the change back when it did not.
 requirements:
   - cryptography >= 3.4.8 on the managed host (the distribution's C(python3-cryptography) is enough on Debian 12,
     Ubuntu 22.04 and 24.04, RHEL 9 and its rebuilds)
@@ -170,6 +171,41 @@ options:
         only C(changed) and RV(removed_files) are returned.
     type: list
     elements: dict
+  reload:
+    description:
+      - Reload httpd after validated changes and make sure it survived, in one call. C(ctl -t) accepts setups
+        that kill httpd when it loads them, so the module then waits for the master that ran before (or, after a
+        full restart, the one the pid file names) to start children of the new generation, and for every vhost
+        in the records' RV(check_targets) to answer a TLS handshake (Python's own C(ssl) module; neither pyOpenSSL nor
+        the C(openssl) command is needed, and their absence never looks like a dead httpd).
+      - When httpd did not survive, the records are undone as with O(undo), httpd is started again with the previous
+        configuration and the module fails, naming what happened.
+      - When it survived, the records' backup copies are removed (unless O(backup=true)), and where a record has
+        RV(reload_twice) (mod_md newly loaded) a second graceful reload follows with the same checks.
+      - Waits end at an event (new children, a handshake) or at a deadline; only a failed handshake is tried again, a second later.
+      - With O(reload), every option but the instance ones and O(backup) is ignored. In check mode nothing is run.
+    type: dict
+    suboptions:
+      command:
+        description: The reload command (a shell-quoted string or a list; no shell runs it), such as C(apachectl graceful).
+        type: raw
+        required: true
+      start_command:
+        description: The command that starts httpd again after a reload killed it.
+        type: raw
+      master_pid:
+        description: The master's pid before the reload (RV(fleet.stapling.apache_stapling_info#module:master_pid)).
+        type: int
+      records:
+        description: What this run's changes returned (at least RV(check_targets), RV(backups), RV(created_files),
+          RV(created_links), RV(created_dirs) and RV(reload_twice)).
+        type: list
+        elements: dict
+        default: []
+      attempts:
+        description: How many times the TLS handshakes are tried, one second apart, before httpd counts as not answering.
+        type: int
+        default: 5
 notes:
   - The socache module check uses the C(LoadModule) lines of the config and the compiled-in modules that C(ctl -M) lists.
 seealso:
@@ -204,6 +240,15 @@ EXAMPLES = r"""
   fleet.stapling.apache_stapling:
     undo:
       - "{{ stapling_change }}"
+
+- name: Reload, and take the change back if httpd does not survive it (a handler)
+  fleet.stapling.apache_stapling:
+    reload:
+      command: apachectl graceful
+      start_command: apachectl start
+      master_pid: "{{ stapling_before.master_pid }}"
+      records:
+        - "{{ stapling_change }}"
 
 - name: Show what disabling would change, without writing anything
   fleet.stapling.apache_stapling:
@@ -325,10 +370,32 @@ removed_files:
   description:
     - With O(undo), the files, links and directories the undone runs had created, now removed.
     - With O(discard_backups), the backup copies removed (in check mode, that would be removed).
-  returned: when O(undo) or O(discard_backups) is given
+    - With O(reload), the backup copies removed once httpd survived.
+  returned: when O(undo), O(discard_backups) or O(reload) is given
   type: list
   elements: str
   sample: [/etc/apache2/conf-enabled/fleet-stapling.conf, /etc/apache2/conf-available/fleet-stapling.conf]
+reloaded:
+  description: With O(reload), whether httpd was reloaded and survived (false in check mode).
+  returned: when O(reload) is given
+  type: bool
+  sample: true
+reloads:
+  description: With O(reload), how many reloads were done (two when mod_md was newly loaded).
+  returned: when O(reload) is given
+  type: int
+  sample: 1
+master_pid:
+  description: With O(reload), the pid of the master that runs the new configuration.
+  returned: when O(reload) is given and httpd survived
+  type: int
+  sample: 1234
+checked_targets:
+  description: With O(reload), the vhosts whose TLS handshake was checked.
+  returned: when O(reload) is given
+  type: list
+  elements: dict
+  sample: [{address: 127.0.0.1, port: 443, server_name: shop.example.com}]
 apache_version:
   description: The version C(ctl -V) reported.
   returned: always
@@ -338,7 +405,7 @@ apache_version:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleet.stapling.plugins.module_utils import apache_write, certificates
+from ansible_collections.fleet.stapling.plugins.module_utils import apache_reload, apache_write, certificates
 from ansible_collections.fleet.stapling.plugins.module_utils.stapling_change import (
     STAPLING_ERRORS,
     change_stapling,
@@ -374,11 +441,20 @@ def main():
             backup=dict(type="bool", default=False),
             undo=dict(type="list", elements="dict"),
             discard_backups=dict(type="list", elements="dict"),
+            reload=dict(type="dict", options=dict(
+                command=dict(type="raw", required=True),
+                start_command=dict(type="raw"),
+                master_pid=dict(type="int"),
+                records=dict(type="list", elements="dict", default=[]),
+                attempts=dict(type="int", default=5),
+            )),
             **INSTANCE_ARGUMENT_SPEC
         ),
-        mutually_exclusive=[("undo", "discard_backups")],
+        mutually_exclusive=[("undo", "discard_backups", "reload")],
         supports_check_mode=True,
     )
+    if module.params["reload"] is not None:
+        reload_and_survive(module)
     if module.params["discard_backups"] is not None:
         try:
             removed = apache_write.discard_backups(module.params["discard_backups"], check_mode=module.check_mode)
@@ -408,6 +484,38 @@ def main():
         module.fail_json(msg=str(exc))
     for warning in result.pop("warnings"):
         module.warn(warning)
+    module.exit_json(**result)
+
+
+def reload_and_survive(module):
+    """The O(reload) call: the host is only asked about (ctl -V, the config) when the pid file or an undo needs it."""
+    options = module.params["reload"]
+    if module.check_mode:
+        module.exit_json(changed=True, reloaded=False, reloads=0, removed_files=[], checked_targets=[])
+    run = module_runner(module)
+    found = {}
+
+    def host():
+        if "host" not in found:
+            found["host"] = discover_from_params(run, module.params)
+        return found["host"]
+
+    def read_pid():
+        if "pid_file" not in found:
+            found["pid_file"] = host().pid_file(host().parse())
+        return apache_reload.pid_in(found["pid_file"])
+
+    def undo(records):
+        undo_change(host(), records, run=run, check_mode=False, move=module.atomic_move)
+
+    try:
+        result = apache_reload.Reload(options["command"], options["start_command"], options["master_pid"],
+                                      options["records"], run, read_pid, undo, attempts=options["attempts"],
+                                      keep_backups=module.params["backup"])()
+    except apache_reload.ReloadError as exc:
+        module.fail_json(msg=str(exc), reloaded=False)
+    except STAPLING_ERRORS as exc:
+        module.fail_json(msg="the reload could not be checked: %s" % exc, reloaded=False)
     module.exit_json(**result)
 
 

@@ -151,7 +151,7 @@ def test_bad_settings_are_refused():
         Settings(proxy="socks5://proxy:1080")
 
 
-@pytest.mark.parametrize("expected, answers, asked, stapled", [
+@pytest.mark.parametrize("configured, answers, asked, stapled", [
     # switched off: old workers staple twice more, then the new config answers
     (False, [True, True, False], 3, False),
     # switched on: the first answer already agrees, one ask
@@ -159,7 +159,7 @@ def test_bad_settings_are_refused():
     # never agrees within the settle time: the last answer is what is reported
     (False, [True] * 100, None, True),
 ])
-def test_a_vhost_that_disagrees_with_its_config_is_asked_again_until_it_settles(monkeypatch, expected, answers, asked,
+def test_a_vhost_that_disagrees_with_its_config_is_asked_again_until_it_settles(monkeypatch, configured, answers, asked,
                                                                                 stapled):
     calls = []
 
@@ -169,7 +169,7 @@ def test_a_vhost_that_disagrees_with_its_config_is_asked_again_until_it_settles(
 
     monkeypatch.setattr(ocsp_probe_run.staple_probe, "fetch_staple", fetch)
     monkeypatch.setattr(ocsp_probe_run, "SETTLE_INTERVAL", 0.01)
-    target = ocsp_probe_run.StapleTarget("127.0.0.1", 443, "shop.test", expected=expected,
+    target = ocsp_probe_run.StapleTarget("127.0.0.1", 443, "shop.test", expected=configured, configured=configured,
                                          ocsp_url="http://ocsp.test/")
     runner = ocsp_probe_run.Runner([], Settings(timeout=1, settle=0.3, staple_client="openssl"), [target])
 
@@ -179,14 +179,26 @@ def test_a_vhost_that_disagrees_with_its_config_is_asked_again_until_it_settles(
     assert len(calls) == asked if asked else len(calls) > 3
 
 
-def test_without_a_settle_time_or_an_expectation_a_vhost_is_asked_once(monkeypatch):
+def test_without_a_settle_time_or_a_config_a_vhost_is_asked_once(monkeypatch):
     calls = []
     monkeypatch.setattr(ocsp_probe_run.staple_probe, "fetch_staple",
                         lambda *args, **kwargs: calls.append(1) or {"handshake": "ok", "stapled": True, "chain": []})
-    for settings, expected in ((Settings(settle=0), False), (Settings(settle=5), None)):
-        target = ocsp_probe_run.StapleTarget("127.0.0.1", 443, "shop.test", expected=expected)
+    for settings, configured in ((Settings(settle=0), False), (Settings(settle=5), None)):
+        target = ocsp_probe_run.StapleTarget("127.0.0.1", 443, "shop.test", configured=configured)
         ocsp_probe_run.Runner([], settings, [target])._fetch_settled(["127.0.0.1"], target)  # pylint: disable=protected-access
     assert len(calls) == 2
+
+
+def test_a_must_staple_vhost_switched_off_is_not_waited_for(monkeypatch):
+    # a staple is owed to its clients (expected), but the config says off: no staple is the settled answer
+    calls = []
+    monkeypatch.setattr(ocsp_probe_run.staple_probe, "fetch_staple",
+                        lambda *args, **kwargs: calls.append(1) or {"handshake": "ok", "stapled": False, "chain": []})
+    target = ocsp_probe_run.StapleTarget("127.0.0.1", 443, "secure.test", expected=True, configured=False,
+                                         ocsp_url="http://ocsp.test/")
+    found = ocsp_probe_run.Runner([], Settings(settle=5), [target])._fetch_settled(["127.0.0.1"], target)  # pylint: disable=protected-access
+    assert len(calls) == 1
+    assert found["stapled"] is False
     with pytest.raises(ProbeInputError):
         Settings(settle=-1)
 
