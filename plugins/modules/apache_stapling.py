@@ -386,10 +386,25 @@ reloads:
   type: int
   sample: 1
 master_pid:
-  description: With O(reload), the pid of the master that runs the new configuration.
-  returned: when O(reload) is given and httpd survived
+  description:
+    - The pid of the running master (null when none runs); with O(reload), the one that runs the new configuration.
+  returned: when the vhosts were changed (or checked), or O(reload) is given and httpd survived
   type: int
   sample: 1234
+pid_file:
+  description: Where the master writes its pid, as RV(fleet.stapling.apache_stapling_info#module:pid_file).
+  returned: when the vhosts were changed (or checked)
+  type: str
+  sample: /var/run/apache2/apache2.pid
+instance:
+  description:
+    - How to drive this Apache instance (ctl, config file, ServerRoot, layout, reload and start commands, CA bundle
+      directory), the same description as RV(fleet.stapling.apache_stapling_info#module:instance).
+  returned: when the vhosts were changed (or checked)
+  type: dict
+  sample: {ctl: /usr/sbin/apache2ctl, config_file: /etc/apache2/apache2.conf, server_root: /etc/apache2, layout: debian,
+           reload_command: /usr/sbin/apache2ctl graceful, start_command: /usr/sbin/apache2ctl start,
+           ca_bundle_dir: /etc/ssl/certs, generated_main_config: false}
 checked_targets:
   description: With O(reload), the vhosts whose TLS handshake was checked.
   returned: when O(reload) is given
@@ -405,7 +420,7 @@ apache_version:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleet.stapling.plugins.module_utils import apache_reload, apache_write, certificates
+from ansible_collections.fleet.stapling.plugins.module_utils import apache_instance, apache_reload, apache_write, certificates
 from ansible_collections.fleet.stapling.plugins.module_utils.stapling_change import (
     STAPLING_ERRORS,
     change_stapling,
@@ -480,6 +495,10 @@ def main():
                 move=module.atomic_move,
                 backup=module.backup_local if module.params["backup"] else None,
             )
+            # the instance as apache_stapling_info describes it, so that a role needs no separate call to reload it
+            config = host.parse()
+            result.update(instance=apache_instance.describe(host, config), pid_file=host.pid_file(config),
+                          master_pid=host.master_pid(config))
     except STAPLING_ERRORS as exc:
         module.fail_json(msg=str(exc))
     for warning in result.pop("warnings"):
