@@ -40,7 +40,8 @@ def write_section(path: Path, section: str, text: str) -> None:
     if section in content:
         start = content.index(section)
         following = content.find("\n## ", start + len(section))
-        content = content[:start] + text + (content[following + 1:] if following != -1 else "")
+        rest = content[following + 1:] if following != -1 else ""
+        content = content[:start] + text.rstrip("\n") + "\n" + ("\n" + rest if rest else "")
     else:
         content = content.rstrip("\n") + "\n\n" + text
     path.write_text(content)

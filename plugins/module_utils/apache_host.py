@@ -31,6 +31,8 @@ CTL_CANDIDATES = (
 _DEFINE = re.compile(r'^\s*-D\s+([A-Z_]+)(?:="(.*)")?\s*$')
 _VERSION = re.compile(r"Apache/(\d+)\.(\d+)\.(\d+)")
 _MODULE = re.compile(r"^\s*(\w+)\s+\((static|shared)\)\s*$")
+_COMPILED_IN_HEADER = "Compiled in modules:"
+_COMPILED_IN = re.compile(r"^\s+([\w.]+\.c)\s*$")
 
 
 # The options of every module that works on an Apache instance (documented in the apache_instance fragment).
@@ -56,12 +58,30 @@ class ApacheHost(object):
         self.version = version
         self.static_modules = static_modules
         self.compile_settings = compile_settings
+        self._parsed = None
 
     @property
     def version_string(self):
         return ".".join(str(part) for part in self.version) if self.version else None
 
     def parse(self, overrides=None):
+        """The config tree, with ``overrides`` (planned contents) in place of some files.
+
+        The tree as it is on disk is read once and kept: a run asks for it several times (plan, report, pid
+        file), and on a host with thousands of vhosts each read costs more than ``ctl -t``. Whoever writes to
+        the tree calls ``forget_parsed`` first.
+        """
+        if overrides:
+            return self._read(overrides)
+        if self._parsed is None:
+            self._parsed = self._read(None)
+        return self._parsed
+
+    def forget_parsed(self):
+        """The tree on disk has changed: the next ``parse()`` reads it again."""
+        self._parsed = None
+
+    def _read(self, overrides):
         return apache_config.parse_config(self.config_file, server_root=self.server_root,
                                           static_modules=self.static_modules, version=self.version,
                                           overrides=overrides)
@@ -120,6 +140,28 @@ def parse_static_modules(text):
             if match and match.group(2) == "static"]
 
 
+def parse_compiled_in(text):
+    """Compiled-in modules from ``ctl -l`` (``mod_so.c`` and the like), or None when the text is not that list."""
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != _COMPILED_IN_HEADER:
+        return None
+    return [match.group(1) for match in (_COMPILED_IN.match(line) for line in lines[1:]) if match]
+
+
+def static_modules(run, command):
+    """The modules compiled into httpd, or None when it cannot tell.
+
+    ``ctl -l`` lists them without reading the config; ``ctl -M`` reads the whole config first, which on a host
+    with thousands of vhosts costs more than ``ctl -t``. A ctl that does not pass ``-l`` on is asked ``-M``.
+    """
+    rc, out, _err = run(command + ["-l"])
+    compiled_in = parse_compiled_in(out) if rc == 0 else None
+    if compiled_in:
+        return compiled_in
+    rc, out, _err = run(command + ["-M"])
+    return parse_static_modules(out) if rc == 0 else None
+
+
 def _ctl_paths(command):
     """-d (ServerRoot) and -f (main config) given in the ctl command itself; -V reports compiled defaults."""
     found = {}
@@ -147,11 +189,7 @@ def discover(run, ctl=None, config_file=None, server_root=None, cpanel_root="/us
     main = os.path.join(root, main) if not os.path.isabs(main) else main
     if not os.path.isfile(main):
         raise ApacheHostError("the main Apache config %s does not exist; set config_file" % main)
-    static = None
-    rc, out, _err = run(command + ["-M"])
-    if rc == 0:
-        static = parse_static_modules(out)
-    return ApacheHost(command, main, root, version, static, settings, cpanel_root)
+    return ApacheHost(command, main, root, version, static_modules(run, command), settings, cpanel_root)
 
 
 def discover_from_params(run, params):

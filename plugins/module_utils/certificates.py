@@ -64,7 +64,8 @@ def cryptography_problem(found=None):
     return None
 
 
-_PEM_BLOCK = re.compile(b"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
+_PEM_BEGIN = b"-----BEGIN CERTIFICATE-----"
+_PEM_END = b"-----END CERTIFICATE-----"
 
 
 class CertificateError(Exception):
@@ -73,22 +74,45 @@ class CertificateError(Exception):
 
 def load_certificates(path):
     """Every certificate in a PEM file (a chain is fine) or a single DER certificate, in file order."""
+    return parse_certificates(_read(path), path)
+
+
+def _read(path):
     try:
         with open(path, "rb") as handle:
-            data = handle.read()
+            return handle.read()
     except (IOError, OSError) as exc:
         raise CertificateError("cannot read certificate file %s: %s" % (path, exc))
-    return parse_certificates(data, path)
 
 
 def parse_certificates(data, origin="<data>"):
-    blocks = _PEM_BLOCK.findall(data)
+    blocks = pem_blocks(data)
+    if blocks:
+        return [_parse(x509.load_pem_x509_certificate, block, origin) for block in blocks]
+    return [_parse(x509.load_der_x509_certificate, data, origin)]
+
+
+def _parse(loader, data, origin):
     try:
-        if blocks:
-            return [x509.load_pem_x509_certificate(block) for block in blocks]
-        return [x509.load_der_x509_certificate(data)]
+        return loader(data)
     except ValueError as exc:
         raise CertificateError("%s holds no readable certificate: %s" % (origin, exc))
+
+
+def pem_blocks(data):
+    """Each ``BEGIN CERTIFICATE`` ... ``END CERTIFICATE`` block of ``data``, in order, markers included."""
+    blocks = []
+    position = 0
+    while True:
+        start = data.find(_PEM_BEGIN, position)
+        if start == -1:
+            return blocks
+        # at least one byte between the markers, as in a real block
+        end = data.find(_PEM_END, start + len(_PEM_BEGIN) + 1)
+        if end == -1:
+            return blocks
+        position = end + len(_PEM_END)
+        blocks.append(data[start:position])
 
 
 def ocsp_url(certificate):
@@ -119,8 +143,11 @@ def not_after(certificate):
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def is_issued_by(certificate, issuer):
-    """True when ``issuer`` names and signed ``certificate`` (its key verifies the signature)."""
+def is_issued_by(certificate, issuer, public_key_of=None):
+    """True when ``issuer`` names and signed ``certificate`` (its key verifies the signature).
+
+    ``public_key_of(issuer)`` may give the issuer's key from a cache (see ``CertificateReader``).
+    """
     if certificate.issuer != issuer.subject:
         return False
     try:
@@ -128,7 +155,8 @@ def is_issued_by(certificate, issuer):
             certificate.verify_directly_issued_by(issuer)
         else:
             hash_algorithm, pss = signatures.signature_parameters(certificate)
-            signatures.verify_signature(issuer.public_key(), certificate.signature,
+            public_key = public_key_of(issuer) if public_key_of else issuer.public_key()
+            signatures.verify_signature(public_key, certificate.signature,
                                         certificate.tbs_certificate_bytes, hash_algorithm,
                                         certificate.signature_algorithm_oid, pss)
     except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
@@ -188,3 +216,68 @@ def describe(certificate):
         # how mod_md names the certificate's response in its store
         "sha1_fingerprint": binascii.hexlify(certificate.fingerprint(hashes.SHA1())).decode("ascii"),
     }
+
+
+class CertificateReader(object):
+    """Reads the certificates of many vhosts, parsing each distinct CA certificate and loading its key once.
+
+    On a shared host thousands of certificate files end with the same few intermediates, and chain and CA files
+    are named by many vhosts; before cryptography 40, loading an issuer's public key alone took 0.1 ms, which
+    made it most of the time a large host took. Leaves are parsed afresh: each differs, and keeping them would
+    only hold memory. Files are taken to stay as they are while the reader is in use (one module run).
+    """
+
+    def __init__(self):
+        self._ca_certificates = {}  # PEM block or DER bytes -> the certificate parsed from it
+        self._held = set()  # id() of the certificates above, which stay alive as long as the reader
+        self._files = {}  # chain or CA file -> its certificates, or the CertificateError reading it gave
+        self._public_keys = {}  # id() of a held certificate -> its public key
+
+    def certificate_file(self, path):
+        """Every certificate of a served certificate file, as ``load_certificates``: the leaf, then its chain."""
+        data = _read(path)
+        blocks = pem_blocks(data)
+        if not blocks:
+            return [_parse(x509.load_der_x509_certificate, data, path)]
+        leaf = _parse(x509.load_pem_x509_certificate, blocks[0], path)
+        return [leaf] + [self._ca_certificate(x509.load_pem_x509_certificate, block, path) for block in blocks[1:]]
+
+    def shared_file(self, path):
+        """The certificates of a chain or CA file, as ``load_certificates``, read once whoever names it."""
+        if path not in self._files:
+            try:
+                data = _read(path)
+                blocks = pem_blocks(data)
+                if blocks:
+                    found = [self._ca_certificate(x509.load_pem_x509_certificate, b, path) for b in blocks]
+                else:
+                    found = [self._ca_certificate(x509.load_der_x509_certificate, data, path)]
+            except CertificateError as exc:
+                found = exc
+            self._files[path] = found
+        found = self._files[path]
+        if isinstance(found, CertificateError):
+            raise found
+        return list(found)
+
+    def find_issuer(self, certificate, candidates):
+        """``find_issuer``, with the keys of the certificates this reader parsed loaded once."""
+        for candidate in candidates:
+            if is_issued_by(certificate, candidate, self._public_key):
+                return candidate
+        return None
+
+    def _ca_certificate(self, loader, data, origin):
+        certificate = self._ca_certificates.get(data)
+        if certificate is None:
+            certificate = self._ca_certificates[data] = _parse(loader, data, origin)
+            self._held.add(id(certificate))
+        return certificate
+
+    def _public_key(self, certificate):
+        if id(certificate) not in self._held:
+            return certificate.public_key()
+        key = self._public_keys.get(id(certificate))
+        if key is None:
+            key = self._public_keys[id(certificate)] = certificate.public_key()
+        return key

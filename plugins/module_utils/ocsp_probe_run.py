@@ -42,6 +42,11 @@ METHODS = ("post", "get")
 STAPLED_CHECKS = ("staple", "handshake")
 # Enough for every responder of a fleet at once (a handful of CAs, two families) plus its vhosts.
 MAX_WORKERS = 32
+# Requests under way to one responder (host and port) at a time. Small responders listen with a short backlog
+# (Python's http.server keeps 5 connections waiting, openssl ocsp answers one at a time): a burst of 32
+# connections overflows it, and the connections beyond it wait a SYN retransmission (a second) or are reset,
+# which would be reported as the responder's fault.
+MAX_PER_RESPONDER = 4
 SETTLE_INTERVAL = 0.25  # seconds between two asks of a vhost whose answer has not settled yet
 # Apache's SSLStaplingResponderTimeout when the config does not set it.
 APACHE_RESPONDER_TIMEOUT = 10.0
@@ -57,7 +62,7 @@ class ProbeInputError(Exception):
 class Settings(object):
     def __init__(self, timeout=5.0, ip_version="any", method="post", nonce=True, require_nonce=False, proxy=None,
                  use_proxy=True, clock_skew=300, timeout_budget=None, environ=None, max_workers=MAX_WORKERS,
-                 stapled_check="staple", staple_client=None, settle=0):
+                 stapled_check="staple", staple_client=None, settle=0, max_per_responder=MAX_PER_RESPONDER):
         if ip_version not in IP_VERSIONS:
             raise ProbeInputError("ip_version must be one of %s, not %r" % (", ".join(IP_VERSIONS), ip_version))
         if method not in METHODS:
@@ -79,6 +84,7 @@ class Settings(object):
         self.timeout_budget = timeout_budget
         self.environ = os.environ if environ is None else environ
         self.max_workers = max_workers
+        self.max_per_responder = max_per_responder
         self.stapled_check = stapled_check
         # None lets staple_probe pick (pyOpenSSL, else openssl s_client); tests force one to compare them.
         self.staple_client = staple_client
@@ -355,6 +361,8 @@ class ResponderGroup(object):
         self.by_serial = collections.OrderedDict()
         self.proxy = ocsp_client.proxy_for(url, settings.proxy, settings.use_proxy, settings.environ)
         endpoint = ocsp_client.parse_url(url)[1]
+        # The responder itself, also through a proxy: what MAX_PER_RESPONDER protects.
+        self.responder = (endpoint.host.lower(), endpoint.port)
         self.connect_host = ocsp_client.proxy_endpoint(self.proxy).host if self.proxy else endpoint.host
         self.connect_port = ocsp_client.proxy_endpoint(self.proxy).port if self.proxy else endpoint.port
         self.probes = {}
@@ -412,6 +420,9 @@ class Runner(object):
         self.ca_bundle_certs = list(ca_bundle_certs)
         self.resolver = ocsp_client.Resolver(settings.timeout)
         self.groups = collections.OrderedDict()
+        # Certificate requests waiting for a free place at their responder, and how many are under way there.
+        self.waiting = collections.OrderedDict()
+        self.in_flight = collections.Counter()
         self.unusable = {}
         self.staples = {}
         for item in self.items:
@@ -536,6 +547,9 @@ class Runner(object):
             pool.shutdown(wait=False)
         for kind, subject, detail in pending.values():
             self._mark_late(kind, subject, detail)
+        for queue in self.waiting.values():
+            for group, _family, _item, _address, serial in queue:
+                self._mark_late("certificate", group, serial)
         return self.report(round(time.monotonic() - started, 3))
 
     def _collect(self, pool, pending, task):
@@ -549,6 +563,8 @@ class Runner(object):
                 self._fan_out(pool, pending, subject)
         else:
             subject.exchanges[detail] = facts
+            self.in_flight[subject.responder] -= 1
+            self._submit_waiting(pool, pending, subject.responder)
 
     def _fan_out(self, pool, pending, group):
         """Every other certificate of the group, over the route the representative's probe found working."""
@@ -557,11 +573,20 @@ class Runner(object):
             return
         group.exchanges[group.representative.leaf.serial_number] = route
         family = route.get("family") or "any"
+        queue = self.waiting.setdefault(group.responder, collections.deque())
         for serial, items in group.by_serial.items():
-            if serial in group.exchanges:
-                continue
-            task = pool.submit(self.probe, group, family, items[0], [route["address"]])
+            if serial not in group.exchanges:
+                queue.append((group, family, items[0], route["address"], serial))
+        self._submit_waiting(pool, pending, group.responder)
+
+    def _submit_waiting(self, pool, pending, responder):
+        """Start waiting requests to one responder while fewer than max_per_responder are under way there."""
+        queue = self.waiting.get(responder)
+        while queue and self.in_flight[responder] < self.settings.max_per_responder:
+            group, family, item, address, serial = queue.popleft()
+            task = pool.submit(self.probe, group, family, item, [address])
             pending[task] = ("certificate", group, serial)
+            self.in_flight[responder] += 1
 
     def _mark_late(self, kind, subject, detail):
         late = {"deadline_exceeded": self.settings.deadline, "url": None, "connect": {"result": None},
@@ -836,8 +861,11 @@ def summarize(responders, certificate_reports, stapled, elapsed):
 
 def summary_message(summary, unhealthy_certificates, unhealthy_staples):
     if summary["healthy"]:
-        text = "all %d certificates with an OCSP URL are good and their responders healthy" % (
-            summary["certificates"] - summary["without_ocsp_url"])
+        if summary["certificates"]:
+            text = "all %d certificates with an OCSP URL are good and their responders healthy" % (
+                summary["certificates"] - summary["without_ocsp_url"])
+        else:  # only the staples were checked (ask_responders: false)
+            text = "no responder asked"
         if summary["without_ocsp_url"]:
             text += "; %d without OCSP URL" % summary["without_ocsp_url"]
         if summary["stapling_good"] or summary["not_stapling"]:

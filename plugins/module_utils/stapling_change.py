@@ -54,7 +54,9 @@ def desired_from_params(params):
 
 
 def change_stapling(host, desired, run, check_mode, move=apache_write.plain_move, backup=None):
-    plan, rendered, facts, after = stapling_plan.plan_change(host.parse, desired)
+    # what each certificate says, by (certificate, chain, CA file): read once, before and after the write alike
+    certificates_read = {}
+    plan, rendered, facts, after = stapling_plan.plan_change(host.parse, desired, certificates_read)
     links = plan.links
     result = {
         "changed": bool(rendered or links or plan.store_dirs),
@@ -97,7 +99,9 @@ def change_stapling(host, desired, run, check_mode, move=apache_write.plain_move
                 md_seed.remove(path, created)
             apache_write.remove_dirs(made)
             raise
-        after = stapling_facts.stapling_facts(host.parse())
+        finally:
+            host.forget_parsed()
+        after = stapling_facts.stapling_facts(host.parse(), seen_certificates=certificates_read)
     else:
         after = _with_certificates(after, facts)
     result["stapling"] = {"server": after["server"], "vhosts": after["vhosts"]}
@@ -115,7 +119,8 @@ def check_targets(vhosts, changed_ids):
     first SSL vhost when none switched (only server-wide settings, or the CA bundle, changed)."""
     if not vhosts:
         return []
-    chosen = [v for v in vhosts if v["id"] in set(changed_ids)] or vhosts[:1]
+    changed = set(changed_ids)
+    chosen = [v for v in vhosts if v["id"] in changed] or vhosts[:1]
     targets = []
     for vhost in chosen[:MAX_CHECK_TARGETS]:
         address = (vhost.get("addresses") or ["*:443"])[0]
@@ -184,6 +189,7 @@ def _rebuild(command, run):
 def undo_change(host, records, run, check_mode, move=apache_write.plain_move):
     """Put back what earlier runs wrote, from their records, and check the restored config with ``ctl -t``."""
     restored, removed = apache_write.undo_records(records, move=move, check_mode=check_mode)
+    host.forget_parsed()
     changed = bool(restored or removed)
     if changed and not check_mode:
         if any(record.get("regenerated_files") for record in records):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 
-from ansible_collections.fleet.stapling.plugins.module_utils import certificates
+from ansible_collections.fleet.stapling.plugins.module_utils import apache_config, certificates
 
 # Every mod_ssl stapling directive; all but SSLStaplingCache may also appear in a vhost.
 STAPLING_DIRECTIVES = (
@@ -121,11 +121,12 @@ def directive_facts(directive):
             "line": directive.lineno}
 
 
-def vhost_facts(config, vhost, ordinal, read_certificate=True, seen_certificates=None):
+def vhost_facts(config, vhost, ordinal, read_certificate=True, seen_certificates=None, reader=None):
     """Facts of one vhost; ``ordinal`` is its position among the vhosts of its file, which edits never move.
 
     ``seen_certificates`` remembers certificate facts by file across the vhosts of one host: on shared
-    hosts thousands of vhosts serve a few hundred certificates.
+    hosts thousands of vhosts serve a few hundred certificates. ``reader`` (a CertificateReader) reads
+    the chains and CA files they share once.
     """
     names = vhost_names(config, vhost)
     decider, decided_by = stapling_decider(config, vhost)
@@ -159,31 +160,33 @@ def vhost_facts(config, vhost, ordinal, read_certificate=True, seen_certificates
         seen = seen_certificates if seen_certificates is not None else {}
         if files not in seen:
             try:
-                seen[files] = (certificate_facts(*files), None)
+                seen[files] = (certificate_facts(*files, reader=reader), None)
             except certificates.CertificateError as exc:
                 seen[files] = (None, str(exc))
         facts["certificate"], facts["certificate_error"] = seen[files]
     return facts
 
 
-def certificate_facts(cert_file, chain_file, ca_file):
+def certificate_facts(cert_file, chain_file, ca_file, reader=None):
     """What the served certificate says, and whether httpd will find its issuer (else AH02217)."""
-    chain = certificates.load_certificates(cert_file)
+    reader = reader or certificates.CertificateReader()
+    chain = reader.certificate_file(cert_file)
     leaf = chain[0]
-    in_chain = chain[1:] + readable_certificates(chain_file)
-    in_ca_file = readable_certificates(ca_file)
+    in_chain = chain[1:] + readable_certificates(chain_file, reader)
     facts = certificates.describe(leaf)
-    facts["issuer_in_chain"] = certificates.find_issuer(leaf, in_chain) is not None
-    facts["issuer_found"] = facts["issuer_in_chain"] or certificates.find_issuer(leaf, in_ca_file) is not None
+    facts["issuer_in_chain"] = reader.find_issuer(leaf, in_chain) is not None
+    # the CA file is read only when the chain lacks the issuer, as its certificates are only needed then
+    facts["issuer_found"] = (facts["issuer_in_chain"]
+                             or reader.find_issuer(leaf, readable_certificates(ca_file, reader)) is not None)
     return facts
 
 
-def readable_certificates(path):
+def readable_certificates(path, reader=None):
     """Certificates of a chain or CA file; an absent or unreadable one simply cannot supply the issuer."""
     if not path or not os.path.isfile(path):
         return []
     try:
-        return certificates.load_certificates(path)
+        return reader.shared_file(path) if reader else certificates.load_certificates(path)
     except certificates.CertificateError:
         return []
 
@@ -241,14 +244,18 @@ def findings(config, server, vhosts):
     return found
 
 
-def stapling_facts(config, read_certificates=True):
+def stapling_facts(config, read_certificates=True, seen_certificates=None):
+    """The facts of the whole config. ``seen_certificates``, a dict, carries what the certificates say from one
+    call to the next within a run (a change never edits a certificate), so that they are read once."""
     vhosts = []
     per_file = {}
-    seen_certificates = {}
-    for vhost in config.virtual_hosts():
-        ordinal = per_file[vhost.path] = per_file.get(vhost.path, -1) + 1
-        if is_ssl_vhost(config, vhost):
-            vhosts.append(vhost_facts(config, vhost, ordinal, read_certificates, seen_certificates))
+    seen_certificates = {} if seen_certificates is None else seen_certificates
+    reader = certificates.CertificateReader()
+    with apache_config.cycle_collection_paused():
+        for vhost in config.virtual_hosts():
+            ordinal = per_file[vhost.path] = per_file.get(vhost.path, -1) + 1
+            if is_ssl_vhost(config, vhost):
+                vhosts.append(vhost_facts(config, vhost, ordinal, read_certificates, seen_certificates, reader))
     server = server_facts(config)
     return {
         "server": server,

@@ -153,11 +153,12 @@ def derive_cache(server_root, session, stapling_vhost_count):
     return "shmcb:%s(%d)" % (os.path.join(server_root, "logs", "ssl_stapling"), size)
 
 
-def plan_change(parse, desired):
+def plan_change(parse, desired, seen_certificates=None):
     """The whole plan: quotes fixed first, then the stapling change planned on the fixed tree, then checked.
 
     ``parse(overrides)`` reads the tree (with planned contents for some paths). Returns the plan, the
     rendered changes {path: (old bytes or None, new bytes)} and the facts before and after.
+    ``seen_certificates`` (see ``stapling_facts``) keeps what the certificates say for a later read.
     """
     config = parse(None)
     fixes = Plan()
@@ -175,7 +176,7 @@ def plan_change(parse, desired):
             for path, (old, new) in switched.items():
                 fixed[path] = (fixed[path][0] if path in fixed else old, new)
             config = parse(dict((path, new) for path, (_old, new) in fixed.items()))
-    facts = stapling_facts.stapling_facts(config)
+    facts = stapling_facts.stapling_facts(config, seen_certificates=seen_certificates)
     plan = plan_stapling(config, facts, desired)
     plan.warnings[:0] = fixes.warnings
     rendered = dict(fixed)

@@ -355,7 +355,11 @@ stapling:
       type: dict
       returned: always
     vhosts:
-      description: One entry per SSL vhost.
+      description:
+        - One entry per SSL vhost with C(id), C(key), C(file), C(line), C(server_name), C(addresses), C(stapling),
+          C(stapling_engine) and C(stapling_decided_by), as M(fleet.stapling.apache_stapling_info) names them. Its
+          certificate's facts are left out (on a shared host they were most of the result); ask
+          M(fleet.stapling.apache_stapling_info) for them.
       type: list
       elements: dict
       returned: always
@@ -433,6 +437,10 @@ from ansible_collections.fleet.stapling.plugins.module_utils.apache_host import 
     module_runner,
 )
 
+# What the result says of each vhost after the change; the rest of a vhost's facts is apache_stapling_info's.
+VHOST_RESULT_KEYS = ("id", "key", "file", "line", "server_name", "addresses", "stapling", "stapling_engine",
+                     "stapling_decided_by")
+
 
 def main():
     module = AnsibleModule(
@@ -495,6 +503,12 @@ def main():
                 move=module.atomic_move,
                 backup=module.backup_local if module.params["backup"] else None,
             )
+            # what each vhost now does, not everything apache_stapling_info says about it (its certificate's facts
+            # made up most of a large host's result, and Ansible encodes every byte of it)
+            result["stapling"]["vhosts"] = [dict((key, vhost.get(key)) for key in VHOST_RESULT_KEYS)
+                                            for vhost in result["stapling"]["vhosts"]]
+            if not module._diff:  # pylint: disable=protected-access  (AnsibleModule's own flag for --diff)
+                result.pop("diff", None)
             # the instance as apache_stapling_info describes it, so that a role needs no separate call to reload it
             config = host.parse()
             result.update(instance=apache_instance.describe(host, config), pid_file=host.pid_file(config),

@@ -21,7 +21,8 @@ description:
   - Every other distinct certificate of the pair gets its own request, over the address that worked, once the
     representative got a real OCSP answer. When the responder failed, those certificates carry the responder's
     verdict instead, so a dead responder costs one timeout and not one per certificate.
-  - Every probe and stapled check runs at once, in up to 32 threads. The run takes about one O(timeout)
+  - Every probe and stapled check runs at once, in up to 32 threads, with at most 4 requests under way to any one
+    responder, so that a small responder is not flooded. The run takes about one O(timeout)
     (a slow DNS lookup can add another), and a hard deadline of twice O(timeout) plus 5 seconds ends it.
   - Every problem gets an C(error_class) from a fixed set, listed under RV(certificates[].error_class), and a
     sentence in C(message). A playbook can branch on the class and an operator can read the sentence.
@@ -202,6 +203,14 @@ options:
       server_name:
         description: The SNI name to send, which selects the vhost.
         type: str
+  ask_responders:
+    description:
+      - Ask each certificate's OCSP responder. V(false), with O(stapled=true), checks only what the vhosts staple
+        (each staple is still judged, signature, status and freshness); no request goes to a responder, so one that
+        hangs costs nothing, and RV(responders) and RV(certificates) are empty. For checks after a reload, where
+        only what clients see counts.
+    type: bool
+    default: true
   fail_on_unhealthy:
     description:
       - Fail the task when RV(summary.healthy) is false. The full report is still returned.
@@ -828,6 +837,7 @@ def argument_spec():
             port=dict(type="int", default=443),
             server_name=dict(type="str"),
         )),
+        ask_responders=dict(type="bool", default=True),
         fail_on_unhealthy=dict(type="bool", default=False),
         **INSTANCE_ARGUMENT_SPEC
     )
@@ -861,6 +871,8 @@ def main():
         module.fail_json(msg="nothing to probe: give certificates, or discover: true, or stapled_targets")
     if params["stapled_targets"] and not params["stapled"]:
         module.fail_json(msg="stapled_targets needs stapled: true")
+    if not params["ask_responders"] and not params["stapled"]:
+        module.fail_json(msg="ask_responders: false leaves nothing to do without stapled: true")
     try:
         settings = ocsp_probe_run.Settings(
             timeout=params["timeout"], ip_version=params["ip_version"], method=params["method"],
@@ -873,7 +885,8 @@ def main():
         module.fail_json(msg=str(exc))
     for entry in skipped:
         module.warn("%s: not probed: %s" % (entry["vhost"], entry["reason"]))
-    result = ocsp_probe_run.run(items, settings, targets if params["stapled"] else [], ca_bundle_certs=ca_bundle_certs)
+    result = ocsp_probe_run.run(items if params["ask_responders"] else [], settings, targets if params["stapled"] else [],
+                                ca_bundle_certs=ca_bundle_certs)
     result.update(changed=False, skipped=skipped)
     if params["fail_on_unhealthy"] and not result["summary"]["healthy"]:
         module.fail_json(msg="unhealthy: %s" % result["summary"]["message"], **result)

@@ -11,10 +11,16 @@ cd "$REPO_ROOT"
 if [[ "${1:-}" == "--smoke" ]]; then
     say "bench smoke: every bench at its smallest size, docs/benchmarks.md untouched"
     "$PY" bench/apache_config_bench.py --vhosts 50
+    "$PY" bench/large_host_bench.py --sizes 50 --repeat 1
     "$PY" bench/fleet_flip_bench.py --hosts 2 --forks 2
+    "$PY" bench/mitigation_bench.py --hosts 2 --forks 2
+    "$PY" bench/probe_fanout_bench.py --certificates 20 --repeat 1
     "$PY" bench/md_engine_bench.py --samples 1
 else
     say "benchmarks at full size, written to docs/benchmarks.md"
+    "$PY" bench/large_host_bench.py --sizes 500,2000,5000 --repeat 3 --write
     "$PY" bench/fleet_flip_bench.py --hosts 20 --forks 5 --repeat 2 --write
+    "$PY" bench/mitigation_bench.py --hosts 20 --forks 5 --repeat 3 --write
+    "$PY" bench/probe_fanout_bench.py --certificates 200 --timeout 3 --repeat 3 --write
     "$PY" bench/md_engine_bench.py --samples 5 --write
 fi

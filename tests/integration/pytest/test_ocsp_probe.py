@@ -160,6 +160,24 @@ def test_a_hanging_responder_costs_one_timeout_while_the_rest_is_probed(lab, alp
     assert report["summary"]["error_classes"] == {"timeout": 4}
 
 
+def test_a_staples_only_check_asks_no_responder_and_does_not_wait_for_a_hanging_one(lab, alpha_fault):
+    """The check after a reload (ask_responders: false): what web1's vhosts staple, judged, and no request to the
+    responders, so that the one that hangs in an incident costs nothing."""
+    args = dict(instance_args(lab, "web1"), discover=True, stapled=True, ask_responders=False, timeout=5)
+    succeeded, result = lab.module(args)  # Apache fetches and caches its staples while alpha answers
+    assert succeeded and result["summary"]["stapling_good"] >= 2, result
+    alpha_fault("hang")
+    before = requests_logged(lab, "alpha", "hang")
+    succeeded, result = lab.module(args)
+    elapsed = result["summary"]["elapsed"]  # the module's own time: Ansible's start-up varies with the machine's load
+    assert succeeded, result
+    assert requests_logged(lab, "alpha", "hang") == before, "a responder was asked"
+    assert result["responders"] == [] and result["certificates"] == []
+    assert {entry["server_name"] for entry in result["stapled"]} >= {"www-alpha.web1.lab.test", "www-beta.web1.lab.test"}
+    assert result["summary"]["message"].startswith("no responder asked")
+    assert elapsed < 5, f"took {elapsed:.1f} s: it waited for the hanging responder (timeout 5 s)"
+
+
 # ---------------------------------------------------------------------------------------------- certificate statuses
 
 

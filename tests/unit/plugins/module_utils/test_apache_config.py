@@ -5,12 +5,15 @@
 
 from __future__ import annotations
 
+import gc
 import random
 
 import pytest
 
 from ansible_collections.fleet.stapling.plugins.module_utils.apache_config import (
     ApacheConfigError,
+    cycle_collection_paused,
+    glob_path_matches,
     has_typographic_quotes,
     parse_config,
     read_envvars,
@@ -66,6 +69,63 @@ def test_continued_line_is_one_directive_spanning_two_lines(tmp_path):
 def test_arguments_follow_httpd_quoting():
     assert split_args('"a b" c \'d e\' "f\\"g"') == ["a b", "c", "d e", 'f"g']
     assert split_args("  spaced\tout  ") == ["spaced", "out"]
+
+
+def ap_getword_conf(text):
+    """httpd's word splitting read one character at a time, as the parser once did: the reference for split_args."""
+    words, index = [], 0
+    while index < len(text):
+        while index < len(text) and text[index].isspace():
+            index += 1
+        if index >= len(text):
+            break
+        quote = text[index]
+        if quote in "\"'":
+            index += 1
+            word = []
+            while index < len(text) and text[index] != quote:
+                if text[index] == "\\" and index + 1 < len(text) and text[index + 1] in (quote, "\\"):
+                    index += 1
+                word.append(text[index])
+                index += 1
+            index += 1
+            words.append("".join(word))
+            continue
+        start = index
+        while index < len(text) and not text[index].isspace():
+            index += 1
+        words.append(text[start:index])
+    return words
+
+
+def test_arguments_split_as_httpd_reads_them_one_character_at_a_time():
+    edge_cases = ['"never closed', '"a"b', "'it''s'", 'back\\slash "\\\\x"', '"\\', "\u00a0nbsp\u00a0", ""]
+    generator = random.Random(12)
+    alphabet = ['a', ' ', '\t', '"', "'", "\\", "\u201c", "\u00a0", "$", "{"]
+    generated = ["".join(generator.choice(alphabet) for _n in range(generator.randint(0, 12))) for _t in range(20000)]
+    for text in edge_cases + generated:
+        assert split_args(text) == ap_getword_conf(text), repr(text)
+
+
+def test_a_glob_matches_within_path_parts_and_literal_parts_exactly():
+    assert glob_path_matches("/etc/httpd/conf.d/a.conf", "/etc/httpd/conf.d/*.conf")
+    assert glob_path_matches("/home/u1/site/fleet.conf", "/home/u?/s[a-i]te/*.conf")
+    assert not glob_path_matches("/etc/httpd/conf.d/a.conf", "/etc/apache2/conf.d/*.conf")
+    assert not glob_path_matches("/etc/httpd/conf.d/sub/a.conf", "/etc/httpd/conf.d/*.conf")
+    assert not glob_path_matches("/etc/httpd/Conf.d/a.conf", "/etc/httpd/conf.d/*.conf")
+
+
+def test_inside_finds_active_directives_at_any_depth_in_order(tmp_path):
+    main = write(tmp_path / "httpd.conf", "<VirtualHost *:443>\n  ServerName a.test\n  <IfModule ssl_module>\n"
+                 "    SSLUseStapling on\n  </IfModule>\n  <IfModule nothing_module>\n    SSLUseStapling off\n"
+                 "  </IfModule>\n  <Location />\n    SSLUseStapling off\n  </Location>\n</VirtualHost>\n")
+    config = parse_config(str(main), static_modules=["ssl"])
+    vhost = config.virtual_hosts()[0]
+    found = config.inside(vhost, "sslusestapling")
+    assert [(d.lineno, d.args) for d in found] == [(4, ["on"]), (10, ["off"])]
+    found.clear()  # a caller's list is its own
+    assert len(config.inside(vhost, "SSLUseStapling")) == 2
+    assert config.inside(vhost, "SSLEngine") == []
 
 
 def test_typographic_quotes_are_not_quotes_and_are_detected():
@@ -185,3 +245,21 @@ def test_broken_sections_name_the_file_and_line(tmp_path, text, message):
     main = write(tmp_path / "httpd.conf", text)
     with pytest.raises(ApacheConfigError, match=message):
         parse_config(str(main))
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_cycle_collector_is_paused_while_a_tree_is_read_and_left_as_it_was(tmp_path, enabled):
+    main = write(tmp_path / "httpd.conf", "<VirtualHost *:443>\n  ServerName a.test\n</VirtualHost>\n")
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        with cycle_collection_paused():
+            assert not gc.isenabled()
+        assert parse_config(str(main)).virtual_hosts()
+        assert gc.isenabled() is enabled
+        with pytest.raises(ValueError):
+            with cycle_collection_paused():
+                raise ValueError("a failed read")
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable() if was else gc.disable()

@@ -41,6 +41,55 @@ def test_only_static_modules_are_taken_from_ctl_m():
     assert apache_host.parse_static_modules(DASH_M) == ["core_module", "so_module", "version_module"]
 
 
+DASH_L = """Compiled in modules:
+  core.c
+  mod_so.c
+  http_core.c
+  mod_version.c
+"""
+
+
+def test_compiled_in_modules_come_from_ctl_l_and_anything_else_is_not_that_list():
+    assert apache_host.parse_compiled_in(DASH_L) == ["core.c", "mod_so.c", "http_core.c", "mod_version.c"]
+    assert apache_host.parse_compiled_in(DASH_V) is None
+    assert apache_host.parse_compiled_in("") is None
+
+
+def test_static_modules_are_asked_with_ctl_l_which_reads_no_config(tmp_path):
+    calls = []
+
+    def run(command):
+        calls.append(command[-1])
+        return {"-V": (0, DASH_V.replace("/etc/apache2", str(tmp_path)), ""), "-l": (0, DASH_L, "")}[command[-1]]
+
+    (tmp_path / "apache2.conf").write_text("LogLevel warn\n")
+    host = apache_host.discover(run, "apache2ctl")
+    assert calls == ["-V", "-l"]
+    assert host.static_modules == ["core.c", "mod_so.c", "http_core.c", "mod_version.c"]
+    assert host.parse().has_module("version") and not host.parse().has_module("ssl")
+
+
+@pytest.mark.parametrize("answer_to_l", [(1, "", "unknown option -l"), (0, DASH_V, "")])
+def test_a_ctl_that_does_not_pass_l_on_is_asked_ctl_m(answer_to_l):
+    def run(command):
+        return {"-l": answer_to_l, "-M": (0, DASH_M, "")}[command[-1]]
+
+    assert apache_host.static_modules(run, ["apachectl"]) == ["core_module", "so_module", "version_module"]
+    assert apache_host.static_modules(lambda command: (1, "", "no"), ["apachectl"]) is None
+
+
+def test_the_tree_on_disk_is_read_once_until_it_is_forgotten(tmp_path):
+    main = tmp_path / "httpd.conf"
+    main.write_text("LogLevel warn\n")
+    host = apache_host.ApacheHost(["apachectl"], str(main), str(tmp_path), None, None, {})
+    first = host.parse()
+    main.write_text("LogLevel debug\n")
+    assert host.parse() is first
+    assert host.parse({str(main): b"LogLevel info\n"}).server_value("LogLevel") == "info"  # planned contents
+    host.forget_parsed()
+    assert host.parse().server_value("LogLevel") == "debug"
+
+
 def test_discover_prefers_d_and_f_given_in_the_ctl_command(tmp_path):
     main = tmp_path / "conf" / "httpd.conf"
     main.parent.mkdir()

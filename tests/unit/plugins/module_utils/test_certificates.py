@@ -187,3 +187,65 @@ def test_pss_without_parameters_or_auto_tries_the_usual_salt_lengths(monkeypatch
     with pytest.raises(InvalidSignature):
         signatures.verify_signature(TestCA("PSS CA", key_type="rsa").key.public_key(), signature, data,
                                     hashes.SHA256(), pss_oid)
+
+
+def test_pem_blocks_are_found_in_order_between_other_text():
+    ca = TestCA()
+    first, second = pem(ca.leaf("a.test")), ca.pem
+    text = b"subject=CN = a.test\n" + first + b"# the issuer\n" + second + b"-----BEGIN CERTIFICATE-----\nnever ended\n"
+    assert certificates.pem_blocks(text) == [first.strip(), second.strip()]
+    assert certificates.pem_blocks(b"no certificate here") == []
+
+
+def test_the_reader_gives_what_load_certificates_gives(tmp_path):
+    ca = TestCA()
+    chain_file = tmp_path / "chain.pem"
+    chain_file.write_bytes(pem(ca.leaf("shop.test", "http://ocsp.test/")) + ca.pem)
+    der_file = tmp_path / "leaf.der"
+    der_file.write_bytes(der(ca.leaf("der.test")))
+    reader = certificates.CertificateReader()
+    for path in (str(chain_file), str(der_file)):
+        assert reader.certificate_file(path) == certificates.load_certificates(path)
+        assert reader.shared_file(path) == certificates.load_certificates(path)
+
+
+def test_the_reader_parses_an_intermediate_once_however_many_files_carry_it(tmp_path):
+    ca = TestCA()
+    reader = certificates.CertificateReader()
+    chains = []
+    for name in ("a.test", "b.test"):
+        path = tmp_path / ("%s.pem" % name)
+        path.write_bytes(pem(ca.leaf(name)) + ca.pem)
+        chains.append(reader.certificate_file(str(path)))
+    assert chains[0][1] is chains[1][1]
+    assert chains[0][0] is not chains[1][0]
+    assert reader.find_issuer(chains[1][0], chains[1][1:]) is chains[1][1]
+
+
+def test_the_reader_reads_a_shared_file_once_and_remembers_its_error(tmp_path):
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(TestCA().pem)
+    broken = tmp_path / "broken.pem"
+    broken.write_bytes(b"<html>not a certificate</html>")
+    reader = certificates.CertificateReader()
+    first = reader.shared_file(str(bundle))
+    bundle.unlink()
+    assert reader.shared_file(str(bundle)) == first
+    for _attempt in range(2):
+        with pytest.raises(certificates.CertificateError, match="broken.pem holds no readable certificate"):
+            reader.shared_file(str(broken))
+
+
+@pytest.mark.parametrize("key_type, by_hand", ISSUERS, ids=ISSUER_IDS)
+def test_the_reader_finds_the_issuer_and_refuses_an_impostor_without_verify_directly_issued_by(tmp_path, key_type,
+                                                                                               by_hand):
+    ca = TestCA("Issuer %s" % key_type, key_type=key_type, pss_by_hand=by_hand)
+    impostor = TestCA("Issuer %s" % key_type, key_type=key_type, pss_by_hand=by_hand)
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(impostor.pem + ca.pem)
+    reader = certificates.CertificateReader()
+    candidates = reader.shared_file(str(bundle))
+    for name in ("a.test", "b.test"):  # the second leaf uses the keys loaded for the first
+        leaf = WithoutIssuerCheck(ca.leaf(name))
+        assert reader.find_issuer(leaf, candidates) is candidates[1]
+        assert reader.find_issuer(leaf, candidates[:1]) is None

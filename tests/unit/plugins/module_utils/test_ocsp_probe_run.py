@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -267,6 +268,52 @@ def test_dead_responder_is_asked_once_and_its_certificates_carry_its_verdict(tmp
     assert report["summary"]["error_classes"] == {"timeout": 5}
 
 
+class CountingAnswer(object):
+    """Answers like ``CaResponder`` after ``delay`` seconds, and notes the most requests it held at once."""
+
+    def __init__(self, answer, delay):
+        self.answer = answer
+        self.delay = delay
+        self.current = 0
+        self.most = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, handler):
+        with self.lock:
+            self.current += 1
+            self.most = max(self.most, self.current)
+        time.sleep(self.delay)
+        with self.lock:
+            self.current -= 1
+        return self.answer(handler)
+
+
+def test_a_responder_gets_at_most_max_per_responder_requests_at_once(tmp_path, ca, servers):
+    server = servers()
+    leaves = [ca.leaf("site%d.test" % n, ocsp_url=server.url) for n in range(12)]
+    counting = CountingAnswer(CaResponder(ca, leaves), 0.05)
+    server.set(counting)
+    specs = [{"path": write(tmp_path, "site%d.pem" % n, leaf, ca.ca)} for n, leaf in enumerate(leaves)]
+    report = ocsp_probe_run.run(load_certificate_items(specs), Settings(timeout=2, max_per_responder=3))
+    assert report["summary"]["healthy"] is True
+    assert sorted(counting.answer.asked.values()) == [1] * 12
+    assert counting.most <= 3
+
+
+def test_certificates_still_waiting_at_the_deadline_are_late_not_blamed_on_the_responder(tmp_path, ca, servers,
+                                                                                         monkeypatch):
+    server = servers()
+    leaves = [ca.leaf("site%d.test" % n, ocsp_url=server.url) for n in range(6)]
+    server.set(CountingAnswer(CaResponder(ca, leaves), 0.2))
+    specs = [{"path": write(tmp_path, "site%d.pem" % n, leaf, ca.ca)} for n, leaf in enumerate(leaves)]
+    monkeypatch.setattr(Settings, "deadline", property(lambda self: 0.7))
+    report = ocsp_probe_run.run(load_certificate_items(specs), Settings(timeout=2, max_per_responder=1))
+    late = [entry for entry in report["certificates"] if not entry["healthy"]]
+    assert late, "one request at a time, 0.2 s each: six certificates cannot all finish in 0.7 s"
+    assert all(entry["error_class"] == "timeout" and "overall deadline" in entry["message"] for entry in late)
+    assert report["responders"][0]["healthy"] is True
+
+
 def test_certificates_without_url_or_issuer_are_reported_and_never_probed(tmp_path, ca, servers):
     server = servers()
     leaf = ca.leaf("ok.test", ocsp_url=server.url)
@@ -356,6 +403,13 @@ def test_summary_message_lists_the_classes_and_urls(tmp_path, ca, servers):
     summary = ocsp_probe_run.run(load_certificate_items(specs), Settings(timeout=2))["summary"]
     assert summary["healthy"] is False
     assert summary["message"] == "1 of 1 certificates unhealthy (revoked: 1)"
+
+
+def test_a_staples_only_summary_does_not_claim_responders_were_asked():
+    stapled = [{"status": "not_stapled", "healthy": True, "message": "no staple, as configured"}]
+    summary = ocsp_probe_run.summarize([], [], stapled, 0.1)
+    assert summary["healthy"] is True
+    assert summary["message"] == "no responder asked; 0 vhosts staple a good response, 1 staple nothing"
 
 
 # ---------------------------------------------------------------------------------------------- discovery

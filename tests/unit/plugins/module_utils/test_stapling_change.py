@@ -5,7 +5,8 @@
 
 from __future__ import annotations
 
-from ansible_collections.fleet.stapling.plugins.module_utils import stapling_change
+from ansible_collections.fleet.stapling.plugins.module_utils import apache_host, stapling_change, stapling_plan
+from ansible_collections.fleet.stapling.tests.unit.plugins.module_utils.certificate_factory import TestCA, pem
 
 
 def vhost(name, address):
@@ -25,3 +26,26 @@ def test_without_a_switched_vhost_the_first_one_is_checked_and_at_most_five_ever
         {"address": "127.0.0.1", "port": 443, "server_name": "v0.test"}]
     assert len(stapling_change.check_targets(vhosts, [v["id"] for v in vhosts])) == 5
     assert stapling_change.check_targets([], []) == []
+
+
+def test_a_real_run_reports_the_config_as_written_not_as_first_read(tmp_path):
+    ca = TestCA()
+    (tmp_path / "site.pem").write_bytes(pem(ca.leaf("site.test", "http://ocsp.test/")) + ca.pem)
+    main = tmp_path / "httpd.conf"
+    main.write_text("LoadModule ssl_module x\nLoadModule socache_shmcb_module y\nSSLStaplingCache shmcb:/run/s(128000)\n"
+                    "SSLUseStapling on\n<VirtualHost *:443>\nServerName site.test\nSSLEngine on\n"
+                    "SSLCertificateFile %s\n</VirtualHost>\n" % (tmp_path / "site.pem"))
+    host = apache_host.ApacheHost(["apachectl"], str(main), str(tmp_path), None, None, {})
+    before = host.parse()
+    result = stapling_change.change_stapling(host, stapling_plan.Desired(state="disabled"), run=lambda c: (0, "", ""),
+                                             check_mode=False)
+    assert result["changed"] and b"SSLUseStapling off" in main.read_bytes()
+    assert host.parse() is not before
+    (vhost,) = result["stapling"]["vhosts"]
+    assert vhost["stapling"] is False and vhost["certificate"]["ocsp_url"] == "http://ocsp.test/"
+
+
+def test_many_switched_vhosts_give_the_first_five_as_targets_quickly():
+    vhosts = [vhost("v%d.test" % n, "*:443") for n in range(20000)]
+    assert [t["server_name"] for t in stapling_change.check_targets(vhosts, [v["id"] for v in vhosts[10:]])] == [
+        "v%d.test" % n for n in range(10, 15)]

@@ -73,3 +73,17 @@ def test_vhost_reports_where_its_stapling_is_decided(tmp_path):
     vhost = facts["vhosts"][0]
     assert (vhost["stapling"], vhost["stapling_decided_by"], vhost["stapling_directive"]["line"]) == (True, "server", 3)
     assert vhost["server_name"] == "site0.test" and vhost["certificate"]["ocsp_url"] == "http://ocsp.test/"
+
+
+def test_certificates_seen_in_one_read_are_not_read_again_in_the_next(tmp_path):
+    main = tmp_path / "httpd.conf"
+    facts_for(tmp_path, [])
+    seen = {}
+    first = stapling_facts.stapling_facts(parse_config(str(main)), seen_certificates=seen)
+    for number in range(2):
+        (tmp_path / ("site%d.pem" % number)).unlink()
+    again = stapling_facts.stapling_facts(parse_config(str(main)), seen_certificates=seen)
+    assert [v["certificate"] for v in again["vhosts"]] == [v["certificate"] for v in first["vhosts"]]
+    assert all(v["certificate"]["issuer_in_chain"] for v in again["vhosts"])
+    unseen = stapling_facts.stapling_facts(parse_config(str(main)))
+    assert all(v["certificate_error"] for v in unseen["vhosts"])
