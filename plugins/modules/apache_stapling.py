@@ -507,7 +507,8 @@ def main():
             # made up most of a large host's result, and Ansible encodes every byte of it)
             result["stapling"]["vhosts"] = [dict((key, vhost.get(key)) for key in VHOST_RESULT_KEYS)
                                             for vhost in result["stapling"]["vhosts"]]
-            if not module._diff:  # pylint: disable=protected-access  (AnsibleModule's own flag for --diff)
+            # _diff is AnsibleModule's own flag for --diff
+            if not module._diff:  # pylint: disable=protected-access
                 result.pop("diff", None)
             # the instance as apache_stapling_info describes it, so that a role needs no separate call to reload it
             config = host.parse()
