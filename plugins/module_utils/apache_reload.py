@@ -105,7 +105,11 @@ class Reload(object):
         if rc != 0:
             raise ReloadError("The reload command failed (rc=%d): %s. Apache still answers, possibly with the previous "
                               "configuration; run the reload again." % (rc, (err or out).strip() or "(no output)"))
-        removed = [] if self.keep_backups else apache_write.discard_backups(self.records)
+        try:
+            removed = [] if self.keep_backups else apache_write.discard_backups(self.records)
+        except (apache_write.WriteError, OSError) as exc:
+            raise ReloadError("Apache survived the reload with the new configuration, but its backup copies could "
+                              "not be removed: %s" % exc)
         if any(record.get("reload_twice") for record in self.records):
             reloads += 1
             rc, out, err, before = self._reload(master)

@@ -87,6 +87,13 @@ def test_backups_are_kept_when_asked(tmp_path):
     assert result["removed_files"] == [] and backup.exists()
 
 
+def test_a_record_naming_no_backup_copy_fails_clearly_after_a_survived_reload(tmp_path):
+    host = FakeHost()
+    with pytest.raises(ReloadError, match="survived the reload .* could not be removed"):
+        host.reload([{"backups": {str(tmp_path / "site.conf"): str(tmp_path / "elsewhere")}}])()
+    assert host.undone == []  # the server runs the new configuration: nothing to take back
+
+
 def test_a_full_restart_is_followed_to_the_master_the_pid_file_names():
     host = FakeHost(on_reload="restart")
     result = host.reload(command="restartsrv_httpd restart")()
