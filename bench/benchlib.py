@@ -3,6 +3,7 @@ file the figures go to, one section per bench."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -32,6 +33,19 @@ def ansible_env(collections: Path, lab_state: dict | None = None, **extra: str) 
         if lab_state["ssh"].get("hides_pyopenssl") and hidden.is_dir():
             env["PYTHONPATH"] = str(hidden)
     return env
+
+
+def add_write_option(parser: argparse.ArgumentParser) -> None:
+    """``--write [FILE]``: replace the bench's section of a Markdown file (docs/benchmarks.md without FILE)."""
+    parser.add_argument("--write", type=Path, nargs="?", const=BENCHMARKS_MD,
+                        help="replace this bench's section of a Markdown file (default docs/benchmarks.md)")
+
+
+def publish(text: str, section: str, path: Path | None) -> None:
+    """Print a bench's figures, and put them in ``path`` as ``section`` when ``--write`` gave one."""
+    print(text)
+    if path:
+        write_section(path, section, text)
 
 
 def write_section(path: Path, section: str, text: str) -> None:

@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import ANSIBLE_PLAYBOOK, BENCHMARKS_MD, REPO, ansible_env, collections_dir, write_section
+from benchlib import ANSIBLE_PLAYBOOK, REPO, add_write_option, ansible_env, collections_dir, publish
 
 sys.path.insert(0, str(REPO / "tests" / "lab"))
 
@@ -133,8 +133,7 @@ def main() -> int:
     parser.add_argument("--hosts", type=int, default=20)
     parser.add_argument("--forks", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("--write", type=Path, nargs="?", const=BENCHMARKS_MD,
-                        help="replace this bench's section of a Markdown file (default docs/benchmarks.md)")
+    add_write_option(parser)
     options = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="fleet-stapling-flip-bench-"))
     lab = RunningLab(options.hosts, prefix="fleet-stapling-flip-bench-lab-")
@@ -150,9 +149,7 @@ def main() -> int:
         lab.stop()
         shutil.rmtree(scratch, ignore_errors=True)
     text = render(results, options.hosts, options.forks, options.repeat)
-    print(text)
-    if options.write:
-        write_section(options.write, SECTION, text)
+    publish(text, SECTION, options.write)
     return 0
 
 

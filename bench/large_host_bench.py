@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
-from benchlib import ANSIBLE_PLAYBOOK, BENCHMARKS_MD, REPO, ansible_env, collections_dir, write_section
+from benchlib import ANSIBLE_PLAYBOOK, REPO, add_write_option, ansible_env, collections_dir, publish
 
 sys.path.insert(0, str(REPO / "tests" / "lab"))
 
@@ -349,8 +349,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="500,2000,5000", help="comma-separated numbers of SSL vhosts")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--write", type=Path, nargs="?", const=BENCHMARKS_MD,
-                        help="replace this bench's section of a Markdown file (default docs/benchmarks.md)")
+    add_write_option(parser)
     options = parser.parse_args()
     sizes = sorted(int(size) for size in options.sizes.split(","))
     binary = apache.find_binary()
@@ -369,9 +368,7 @@ def main() -> int:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     text = render_report(results, options.repeat, ",".join(str(size) for size in sizes))
-    print(text)
-    if options.write:
-        write_section(options.write, SECTION, text)
+    publish(text, SECTION, options.write)
     return 0
 
 

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import ANSIBLE_PLAYBOOK, BENCHMARKS_MD, REPO, ansible_env, collections_dir, write_section
+from benchlib import ANSIBLE_PLAYBOOK, REPO, add_write_option, ansible_env, collections_dir, publish
 
 sys.path.insert(0, str(REPO / "tests" / "lab"))
 
@@ -62,8 +62,7 @@ def reload(lab: RunningLab, name: str, how: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=5)
-    parser.add_argument("--write", type=Path, nargs="?", const=BENCHMARKS_MD,
-                        help="replace this bench's section of a Markdown file (default docs/benchmarks.md)")
+    add_write_option(parser)
     options = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="fleet-stapling-md-bench-"))
     lab = RunningLab(2, prefix="fleet-stapling-md-bench-lab-")
@@ -87,9 +86,7 @@ def main() -> None:
         lab.stop()
         shutil.rmtree(scratch, ignore_errors=True)
     table = render(rows, options.samples)
-    print(table)
-    if options.write:
-        write_section(options.write, SECTION, table)
+    publish(table, SECTION, options.write)
 
 
 def render(rows, samples: int) -> str:

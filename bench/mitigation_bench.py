@@ -40,7 +40,7 @@ from pathlib import Path
 
 from OpenSSL import SSL
 
-from benchlib import ANSIBLE_PLAYBOOK, BENCHMARKS_MD, REPO, ansible_env, collections_dir, write_section
+from benchlib import ANSIBLE_PLAYBOOK, REPO, add_write_option, ansible_env, collections_dir, write_section
 from fleet_flip_bench import BASELINE, PLAYBOOKS
 
 sys.path.insert(0, str(REPO / "tests" / "lab"))
@@ -295,8 +295,7 @@ def main() -> int:
     parser.add_argument("--hosts", type=int, default=20)
     parser.add_argument("--forks", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("--write", type=Path, nargs="?", const=BENCHMARKS_MD,
-                        help="replace this bench's section of a Markdown file (default docs/benchmarks.md)")
+    add_write_option(parser)
     options = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="mitigation-bench-"))
     results: dict[str, dict] = {}

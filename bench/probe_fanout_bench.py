@@ -39,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import BENCHMARKS_MD, REPO, ansible_env, collections_dir, write_section
+from benchlib import REPO, add_write_option, ansible_env, collections_dir, publish
 
 sys.path.insert(0, str(REPO / "tests" / "lab"))
 
@@ -280,8 +280,7 @@ def main() -> int:
     parser.add_argument("--skip-baseline", action="store_true", help="leave out the openssl loop (while profiling)")
     parser.add_argument("--note", action="append", default=[],
                         help="a paragraph to add under the figures (for example the figures before a fix)")
-    parser.add_argument("--write", type=Path, nargs="?", const=BENCHMARKS_MD,
-                        help="replace this bench's section of a Markdown file (default docs/benchmarks.md)")
+    add_write_option(parser)
     options = parser.parse_args()
     if options.timeout != int(options.timeout):
         parser.error("--timeout must be whole seconds: openssl ocsp -timeout takes no fraction")
@@ -339,9 +338,7 @@ def main() -> int:
             responders.stop()
         shutil.rmtree(scratch, ignore_errors=True)
     text = render(figures, options)
-    print(text)
-    if options.write:
-        write_section(options.write, SECTION, text)
+    publish(text, SECTION, options.write)
     if figures["problems"]:
         print("ocsp_probe judged wrongly:\n" + "\n".join(figures["problems"][:20]), file=sys.stderr)
         return 1
