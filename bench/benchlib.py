@@ -8,6 +8,10 @@ import os
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "lab"))
+
+from fleetlab.report_sections import write_section  # noqa: E402  (needs the lab path above)
+
 REPO = Path(__file__).resolve().parent.parent
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 BENCHMARKS_MD = REPO / "docs" / "benchmarks.md"
@@ -46,16 +50,3 @@ def publish(text: str, section: str, path: Path | None) -> None:
     print(text)
     if path:
         write_section(path, section, text)
-
-
-def write_section(path: Path, section: str, text: str) -> None:
-    """Replace the section headed ``section`` (a '## ' line) with ``text``, or append it."""
-    content = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    if section in content:
-        start = content.index(section)
-        following = content.find("\n## ", start + len(section))
-        rest = content[following + 1:] if following != -1 else ""
-        content = content[:start] + text.rstrip("\n") + "\n" + ("\n" + rest if rest else "")
-    else:
-        content = content.rstrip("\n") + "\n\n" + text
-    path.write_text(content)

@@ -66,7 +66,20 @@ if COLLECTIONS_ROOT not in sys.path:
 
 from fleetlab.processes import command_line  # noqa: E402  (needs the lab path above)
 from fleetlab.staple_check import StapleCheck, check_staple  # noqa: E402
+from fleetlab.report_sections import write_section  # noqa: E402
 from fleetlab.testing import RunningLab  # noqa: E402
+
+RELIABILITY_MD = REPO_ROOT / "docs" / "reliability.md"
+RELIABILITY_TITLE = """# Reliability
+
+Written by the reliability tests of `make test` (tests/integration/pytest), one section per test, each
+replaced when its test runs. The figures come from the lab on the machine that ran them."""
+
+
+def record_reliability(section: str, text: str) -> None:
+    """Put a reliability test's figures in docs/reliability.md as the section headed ``section``."""
+    write_section(RELIABILITY_MD, section, text, title=RELIABILITY_TITLE)
+
 
 PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
 HOST_NAMES = ("web1", "web2", "web3")
