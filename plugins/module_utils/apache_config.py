@@ -24,46 +24,29 @@ import glob
 import os
 import re
 
+# ApacheConfigError is raised here too and callers catch it as apache_config.ApacheConfigError
+from ansible_collections.fleet.stapling.plugins.module_utils.apache_config_files import (
+    ApacheConfigError,
+    SourceFile,
+    environment_for,
+    files_below,
+    glob_files,
+    glob_path_matches,
+    split_lines,
+)
+
 # Modules built into the httpd binary on common distributions; ``ctl -M`` gives the real list when known.
 DEFAULT_STATIC_MODULES = frozenset(["core", "so", "http", "log_config", "logio", "version", "unixd", "watchdog"])
 
 # Condition sections whose contents Apache may skip; every other section is structural.
 CONDITION_SECTIONS = frozenset(["ifmodule", "ifdefine", "ifversion", "iffile", "ifdirective", "ifsection"])
 
-MAX_INCLUDE_DEPTH = 64
+# httpd's own limit (AP_MAX_INCLUDE_DEPTH): deeper than this it reports a recursion
+MAX_INCLUDE_DEPTH = 128
+
+UTF8_BOM = b"\xef\xbb\xbf"
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z0-9_.:-]+)\}")
-_ENVVARS_EXPORT = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
-
-
-class ApacheConfigError(Exception):
-    """The configuration could not be read; the message names the file and line."""
-
-
-class SourceFile(object):
-    """One config file: its path and its physical lines as the original bytes, line endings included."""
-
-    def __init__(self, path, lines):
-        self.path = path
-        self.lines = lines
-        self._newline = None
-
-    @classmethod
-    def read(cls, path):
-        with open(path, "rb") as handle:
-            data = handle.read()
-        return cls(path, data.splitlines(True))
-
-    def render(self):
-        return b"".join(self.lines)
-
-    @property
-    def newline(self):
-        """The line ending this file mostly uses, for lines that edits insert."""
-        if self._newline is None:
-            crlf = sum(1 for line in self.lines if line.endswith(b"\r\n"))
-            self._newline = b"\r\n" if crlf * 2 > len(self.lines) else b"\n"
-        return self._newline
 
 
 class Directive(object):
@@ -216,7 +199,7 @@ def parse_config(main_file, server_root=None, defines=None, static_modules=None,
         config.defines[name] = ""
     for name in static_modules if static_modules is not None else DEFAULT_STATIC_MODULES:
         config.loaded_modules.add(_module_id(name))
-    parser = _Parser(config, version, _environment(main_file, environment), overrides or {})
+    parser = _Parser(config, version, environment_for(main_file, environment), overrides or {})
     with cycle_collection_paused():
         parser.read_file(main_file, parent=None, active=True, depth=0, optional=False)
     return config
@@ -245,14 +228,21 @@ class _Parser(object):
         self.version = version
         self.environment = environment
         self.overrides = overrides
-        self.reading = []
+        self.reading = []  # the files being read, outermost first, and where they really are
+        self.reading_real = []
 
     def read_file(self, path, parent, active, depth, optional):
-        if depth > MAX_INCLUDE_DEPTH or path in self.reading:
-            raise ApacheConfigError("include loop: %s includes itself (via %s)" % (path, " -> ".join(self.reading)))
+        # by the file, not the name: a link to a file being read closes a loop as well
+        real_path = os.path.realpath(path)
+        if real_path in self.reading_real:
+            chain = self.reading[self.reading_real.index(real_path):] + [path]
+            raise ApacheConfigError("include loop: %s includes itself (%s)" % (path, " -> ".join(chain)))
+        if depth > MAX_INCLUDE_DEPTH:
+            raise ApacheConfigError("includes nest more than %d deep at %s, as httpd allows no deeper: %s"
+                                    % (MAX_INCLUDE_DEPTH, path, " -> ".join(self.reading[:2] + ["..."] + self.reading[-2:])))
         source = self.config.files.get(path)
         if source is None and path in self.overrides:
-            source = SourceFile(path, self.overrides[path].splitlines(True))
+            source = SourceFile(path, split_lines(self.overrides[path]))
             self.config.files[path] = source
         if source is None:
             try:
@@ -261,15 +251,20 @@ class _Parser(object):
                 if optional:
                     self.config.missing_includes.append(path)
                     return
-                raise ApacheConfigError("cannot read %s: %s" % (path, exc))
+                raise ApacheConfigError("cannot read %s: %s" % (path, exc.strerror or exc))
             self.config.files[path] = source
         self.reading.append(path)
+        self.reading_real.append(real_path)
         try:
             self._read_lines(source, parent, active, depth)
         finally:
             self.reading.pop()
+            self.reading_real.pop()
 
     def _read_lines(self, source, parent, active, depth):
+        if source.lines and source.lines[0].startswith(UTF8_BOM):
+            raise ApacheConfigError("%s:1: the file starts with a UTF-8 byte order mark (saved by a Windows editor?), "
+                                    "which httpd takes as part of the first line and refuses; remove it" % source.path)
         stack = []  # sections opened in this file: (directive, active before it)
         index = 0
         count = len(source.lines)
@@ -280,24 +275,15 @@ class _Parser(object):
             if not stripped or stripped.startswith("#"):
                 continue
             if stripped.startswith("</"):
-                name = stripped[2:].rstrip(">").strip()
-                if not stack or stack[-1][0].key != name.lower():
-                    expected = stack[-1][0].name if stack else "no open section"
-                    raise ApacheConfigError("%s:%d: </%s> does not close %s" % (source.path, start + 1, name, expected))
-                section, outer_active = stack.pop()
+                section = self._close_section(source, start, stripped, stack)
+                parent, active = section.parent, stack.pop()[1]
                 section.close = start
-                parent, active = section.parent, outer_active
                 continue
             if stripped.startswith("<"):
-                if not stripped.endswith(">"):
-                    raise ApacheConfigError("%s:%d: section line does not end with '>'" % (source.path, start + 1))
-                name, raw_args = _split_name(stripped[1:-1])
-                if not name:
-                    raise ApacheConfigError("%s:%d: empty section tag" % (source.path, start + 1))
-                args = [self._expand(a) for a in split_args(raw_args)]
-                section = Directive(name, args, source, start, index - 1, parent, active, raw_args)
-                section.is_section = True
-                self._attach(section, parent)
+                section = self._open_section(source, start, index - 1, stripped, parent, active)
+                if section.key == "macro":
+                    index = self._skip_macro_body(source, section, index)
+                    continue
                 stack.append((section, active))
                 if active and section.key in CONDITION_SECTIONS:
                     active = self._condition_holds(section)
@@ -312,6 +298,51 @@ class _Parser(object):
         if stack:
             section = stack[-1][0]
             raise ApacheConfigError("%s: <%s> opened at line %d is never closed" % (source.path, section.name, section.lineno))
+
+    @staticmethod
+    def _close_section(source, start, stripped, stack):
+        """The open section that a closing tag ends; an error, as in httpd, when it ends another or none."""
+        tag = stripped if stripped.endswith(">") and " " not in stripped else stripped.split(None, 1)[0]
+        if not tag.endswith(">") or tag == "</>":
+            raise ApacheConfigError("%s:%d: %s directive missing closing '>'" % (source.path, start + 1, tag))
+        name = tag[2:-1]
+        if not stack or stack[-1][0].key != name.lower():
+            expected = "<%s> opened at line %d" % (stack[-1][0].name, stack[-1][0].lineno) if stack else "no open section"
+            raise ApacheConfigError("%s:%d: </%s> does not close %s" % (source.path, start + 1, name, expected))
+        return stack[-1][0]
+
+    def _open_section(self, source, start, end, stripped, parent, active):
+        # httpd reads a section's arguments up to the last '>' and ignores what follows it (a comment, say)
+        closing = stripped.rfind(">")
+        if closing < 0:
+            raise ApacheConfigError("%s:%d: section line does not end with '>'" % (source.path, start + 1))
+        name, raw_args = _split_name(stripped[1:closing])
+        if not name:
+            raise ApacheConfigError("%s:%d: empty section tag" % (source.path, start + 1))
+        args = [self._expand(a) for a in split_args(raw_args)] if active else split_args(raw_args)
+        section = Directive(name, args, source, start, end, parent, active, raw_args)
+        section.is_section = True
+        if active and section.key == "virtualhost":
+            _check_vhost_context(section)
+        self._attach(section, parent)
+        return section
+
+    def _skip_macro_body(self, source, section, index):
+        """mod_macro keeps a <Macro> body as text until Use expands it: it is neither read nor checked here (httpd
+        does not check it either), only noted when it holds a vhost. Returns the index after </Macro>."""
+        body_start = index
+        while index < len(source.lines):
+            text, following = _logical_line(source.lines, index)
+            if text.strip().lower().startswith("</macro"):
+                section.close = index
+                body = b"".join(source.lines[body_start:index]).lower()
+                if section.active and b"<virtualhost" in body:
+                    self.config.warnings.append(
+                        "%s: the vhosts of <Macro %s> are made where it is used and are not read here; only "
+                        "server-wide settings reach them" % (section.location(), section.first_arg("")))
+                return following
+            index = following
+        raise ApacheConfigError("%s: <%s> opened at line %d is never closed" % (source.path, section.name, section.lineno))
 
     def _attach(self, directive, parent):
         self.config.directives.append(directive)
@@ -349,6 +380,9 @@ class _Parser(object):
                 config.loaded_modules.add(_module_id(os.path.basename(directive.args[1])))
         elif key in ("include", "includeoptional") and directive.args:
             self._include(directive, optional=(key == "includeoptional"), depth=depth)
+        elif key == "use":
+            config.warnings.append("%s: Use %s: what a <Macro> makes is not read here (vhosts in it are not listed, "
+                                   "and only server-wide settings reach them)" % (directive.location(), directive.first_arg("")))
 
     def _include(self, directive, optional, depth):
         pattern = self._server_path(directive.args[0])
@@ -358,7 +392,7 @@ class _Parser(object):
     def _include_targets(self, pattern, directive, optional):
         if not glob.has_magic(pattern):
             if os.path.isdir(pattern):
-                return _files_below(pattern)
+                return files_below(pattern)
             if not os.path.exists(pattern) and pattern not in self.overrides:
                 if optional:
                     self.config.missing_includes.append(pattern)
@@ -366,13 +400,17 @@ class _Parser(object):
                 raise ApacheConfigError("%s: Include file %s does not exist" % (directive.location(), pattern))
             return [pattern]
         planned = [p for p in self.overrides if glob_path_matches(p, pattern)]
-        matches = sorted(set(p for p in _glob_files(pattern)).union(planned))
+        matches = sorted(set(p for p in glob_files(pattern)).union(planned))
         if not matches:
             if not optional:
                 # httpd refuses a plain Include whose wildcard matches nothing.
                 raise ApacheConfigError("%s: Include pattern %s matches no file" % (directive.location(), pattern))
             self.config.missing_includes.append(pattern)
-        return matches
+        targets = []
+        for match in matches:
+            # a directory the wildcard matches is read whole, as httpd does
+            targets.extend(files_below(match) if os.path.isdir(match) and match not in self.overrides else [match])
+        return targets
 
     def _server_path(self, path):
         return os.path.normpath(os.path.join(self.config.server_root, path))
@@ -395,6 +433,17 @@ class _Parser(object):
         else:
             holds = True  # IfDirective / IfSection: every directive we care about exists
         return not holds if negate else holds
+
+
+def _check_vhost_context(vhost):
+    """httpd allows <VirtualHost> only at server scope, conditional sections around it being transparent."""
+    for ancestor in vhost.ancestors():
+        if ancestor.key == "virtualhost":
+            raise ApacheConfigError("%s: <VirtualHost> cannot occur within <VirtualHost> section (opened at %s)"
+                                    % (vhost.location(), ancestor.location()))
+        if ancestor.key not in CONDITION_SECTIONS:
+            raise ApacheConfigError("%s: <VirtualHost> is not allowed in <%s> context (opened at %s); httpd refuses it "
+                                    "too" % (vhost.location(), ancestor.name, ancestor.location()))
 
 
 def _logical_line(lines, index):
@@ -464,34 +513,6 @@ def _walk(directives):
             yield from _walk(directive.children)
 
 
-def glob_path_matches(path, pattern):
-    """glob's rule for one path: wildcards match within a path component, never across '/'."""
-    path_parts = path.split(os.sep)
-    pattern_parts = pattern.split(os.sep)
-    if len(path_parts) != len(pattern_parts):
-        return False
-    # a part without wildcards is compared as it is: fnmatch would compile a pattern for each of them
-    return all(fnmatch.fnmatchcase(part, wanted) if glob.has_magic(wanted) else part == wanted
-               for part, wanted in zip(path_parts, pattern_parts))
-
-
-def _glob_files(pattern):
-    """The files a wildcard matches. cPanel names a userdata directory in every vhost, and most do not exist:
-    a stat answers for those, where glob would list the parent and match each entry."""
-    directory = os.path.dirname(pattern)
-    if not glob.has_magic(directory) and not os.path.isdir(directory):
-        return []
-    return [path for path in glob.glob(pattern) if os.path.isfile(path)]
-
-
-def _files_below(directory):
-    found = []
-    for root, dirs, files in os.walk(directory):
-        dirs.sort()
-        found.extend(os.path.join(root, name) for name in sorted(files))
-    return found
-
-
 def _module_id(name):
     """Normalise 'ssl_module', 'mod_ssl.c', 'mod_ssl.so' and 'ssl' to one key: 'ssl'."""
     name = name.strip().lower()
@@ -522,35 +543,6 @@ def _version_matches(args, version):
         "<": current < wanted_tuple, "<=": current <= wanted_tuple,
     }
     return comparisons.get(operator, True)
-
-
-def _environment(main_file, environment):
-    if environment is not None:
-        return dict(environment)
-    values = dict(os.environ)
-    values.update(read_envvars(os.path.join(os.path.dirname(main_file), "envvars")))
-    return values
-
-
-def read_envvars(path):
-    """The simple ``export NAME=value`` lines of Debian's envvars file; anything cleverer is left out."""
-    values = {}
-    try:
-        with open(path, "rb") as handle:
-            lines = handle.read().decode("utf-8", "replace").splitlines()
-    except (IOError, OSError):
-        return values
-    for line in lines:
-        match = _ENVVARS_EXPORT.match(line)
-        if not match:
-            continue
-        value = match.group(2).strip()
-        if value[:1] in "\"'" and value[-1:] == value[:1]:
-            value = value[1:-1]
-        if "$" in value or "`" in value:
-            continue  # computed in shell; not something to guess at
-        values[match.group(1)] = value
-    return values
 
 
 def glob_matches(pattern, name):

@@ -16,7 +16,11 @@ import difflib
 import os
 import re
 
-from ansible_collections.fleet.stapling.plugins.module_utils.apache_config import SourceFile
+from ansible_collections.fleet.stapling.plugins.module_utils.apache_config_files import (
+    ApacheConfigError,
+    SourceFile,
+    split_lines,
+)
 
 # The first line of a file the module creates, so that whoever finds it knows where it came from.
 NEW_FILE_HEADER = b"# OCSP stapling settings written by fleet.stapling (apache_stapling); edits here are kept.\n"
@@ -86,8 +90,15 @@ def insert_after(config, directive, directives, reason):
 def _source(config, path):
     """The file as parsed, or as it is on disk when the config does not read it (yet), or None when new."""
     source = config.files.get(path)
-    if source is None and os.path.isfile(path):
-        source = SourceFile.read(path)
+    if source is None and os.path.lexists(path):
+        # SourceFile.read refuses a directory, a device or a huge file where a settings file should be; a
+        # dangling link is refused here, as writing through it would create a file somewhere unexpected
+        if not os.path.exists(path):
+            raise ApacheConfigError("%s is a link to %s, which does not exist" % (path, os.readlink(path)))
+        try:
+            source = SourceFile.read(path)
+        except (IOError, OSError) as exc:
+            raise ApacheConfigError("cannot read %s: %s" % (path, exc.strerror or exc))
     return source
 
 
@@ -127,15 +138,35 @@ def render_edits(config, edits):
         new = b"".join(pieces)
         if old != new:
             results[path] = (old, new)
+    _refuse_one_file_under_two_names(results)
     return results
+
+
+def _refuse_one_file_under_two_names(results):
+    """A file read under two names (itself and a link to it, say) and edited under both would be written twice:
+    the second write's backup would hold the first write's result, and if the edits differ the second undoes the
+    first. Refused, naming both."""
+    by_real_path = {}
+    for path in sorted(results):
+        real_path = os.path.realpath(path)
+        other = by_real_path.setdefault(real_path, path)
+        if other != path:
+            raise ApacheConfigError("%s and %s are the same file (%s), which the config includes twice under two "
+                                    "names; the change would edit it through both. Include it once."
+                                    % (other, path, real_path))
 
 
 def unified_diff(path, old, new):
     """A unified diff of one file, readable even when the file is not UTF-8."""
-    before = (old or b"").decode("utf-8", "replace").splitlines(True)
-    after = new.decode("utf-8", "replace").splitlines(True)
+    before = _text_lines(old or b"")
+    after = _text_lines(new)
     label_before = path if old is not None else "/dev/null"
     return "".join(difflib.unified_diff(before, after, label_before, path))
+
+
+def _text_lines(data):
+    # the file's own lines: str.splitlines would also cut at form feeds and Unicode separators
+    return [line.decode("utf-8", "replace") for line in split_lines(data)]
 
 
 def _line_ending(line, default):

@@ -187,6 +187,8 @@ def discover(run, ctl=None, config_file=None, server_root=None, cpanel_root="/us
         raise ApacheHostError("could not tell ServerRoot and the main config from %s -V; set server_root and "
                               "config_file" % " ".join(command))
     main = os.path.join(root, main) if not os.path.isabs(main) else main
+    if os.path.isdir(main):
+        raise ApacheHostError("the main Apache config %s is a directory, not a file; set config_file" % main)
     if not os.path.isfile(main):
         raise ApacheHostError("the main Apache config %s does not exist; set config_file" % main)
     return ApacheHost(command, main, root, version, static_modules(run, command), settings, cpanel_root)

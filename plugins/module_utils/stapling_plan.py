@@ -178,7 +178,9 @@ def plan_change(parse, desired, seen_certificates=None):
             config = parse(dict((path, new) for path, (_old, new) in fixed.items()))
     facts = stapling_facts.stapling_facts(config, seen_certificates=seen_certificates)
     plan = plan_stapling(config, facts, desired)
-    plan.warnings[:0] = fixes.warnings
+    # what the reader could not see (vhosts made by <Macro>) is as much the operator's business as what we fixed
+    plan.warnings[:0] = fixes.warnings + [warning for warning in config.warnings if "<Macro" in warning
+                                          or ": Use " in warning]
     rendered = dict(fixed)
     for path, (old, new) in apache_edit.render_edits(config, plan.edits).items():
         rendered[path] = (fixed[path][0] if path in fixed else old, new)

@@ -16,9 +16,9 @@ from ansible_collections.fleet.stapling.plugins.module_utils.apache_config impor
     glob_path_matches,
     has_typographic_quotes,
     parse_config,
-    read_envvars,
     split_args,
 )
+from ansible_collections.fleet.stapling.plugins.module_utils.apache_config_files import read_envvars
 
 
 def write(path, content):
