@@ -45,13 +45,11 @@ else:
     CRYPTOGRAPHY_IMPORT_ERROR = None
 
 from ansible_collections.fleet.stapling.plugins.module_utils import certificates, signatures
-from ansible_collections.fleet.stapling.plugins.module_utils.ocsp_verdict import format_time
+from ansible_collections.fleet.stapling.plugins.module_utils.ocsp_verdict import MAX_BODY_BYTES, format_time
 
 FAMILIES = {"4": socket.AF_INET, "6": socket.AF_INET6}
 FAMILY_NAMES = {socket.AF_INET: "4", socket.AF_INET6: "6"}
 REQUEST_CONTENT_TYPE = "application/ocsp-request"
-# OCSP responses are a few kilobytes; anything much larger is not one, and must not fill memory.
-MAX_BODY_BYTES = 1024 * 1024
 NONCE_BYTES = 16  # RFC 8954: 1 to 32 octets
 USER_AGENT = "fleet.stapling-ocsp_probe"
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
@@ -316,6 +314,41 @@ def page_title(body):
     return " ".join(match.group(1).decode("utf-8", "replace").split())[:120] or None
 
 
+class _DeadlineSocket(socket.socket):
+    """A socket whose every send and receive is bounded by what is left of one overall deadline.
+
+    A plain socket timeout bounds each read: a responder that trickles its answer a byte at a time never trips
+    it, and would hold the probe as long as it likes. Here the time left shrinks with every read, so the whole
+    exchange, headers included, ends at the deadline. ``received`` counts the bytes that came, which tells a
+    responder that never answered from one that answered too slowly.
+    """
+
+    deadline = 0.0
+    received = 0
+
+    @classmethod
+    def adopt(cls, sock, deadline):
+        adopted = cls(sock.family, sock.type, sock.proto, fileno=sock.detach())
+        adopted.deadline = deadline
+        return adopted
+
+    def _arm(self):
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout("the answer did not arrive within the timeout")
+        self.settimeout(left)
+
+    def recv_into(self, buffer, nbytes=0, flags=0):
+        self._arm()
+        count = socket.socket.recv_into(self, buffer, nbytes, flags)
+        self.received += count
+        return count
+
+    def sendall(self, data, flags=0):
+        self._arm()
+        return socket.socket.sendall(self, data, flags)
+
+
 class _PreConnected(http.client.HTTPConnection):
     """http.client over a socket we connected ourselves (to choose the address family and time the connect)."""
 
@@ -327,25 +360,36 @@ class _PreConnected(http.client.HTTPConnection):
         raise OSError("the connection was closed before the request was sent")
 
 
+class BodyTooLarge(Exception):
+    """The answer is larger than MAX_BODY_BYTES: it is dropped, not read to its end."""
+
+
 def http_round_trip(sock, endpoint, target, method, request_der, deadline):
-    """Send one OCSP request over a connected socket; (facts, body). Never follows redirects."""
+    """Send one OCSP request over a connected socket; (facts, body). Never follows redirects.
+
+    ``deadline`` bounds the whole exchange, not each read. A body larger than MAX_BODY_BYTES (declared in
+    Content-Length, or found while reading a chunked or close-delimited body) is refused: ``too_large`` is set,
+    the body returned is empty, and the connection is closed without reading the rest.
+    """
     facts = {"method": method.upper(), "status": None, "reason": None, "content_type": None, "location": None,
-             "length": 0, "body_kind": None, "title": None, "error": None, "timed_out": False}
+             "length": 0, "body_kind": None, "title": None, "error": None, "timed_out": False, "received": 0,
+             "too_large": False}
+    sock = _DeadlineSocket.adopt(sock, deadline)
     connection = _PreConnected(sock, endpoint.host, endpoint.port, _remaining(deadline))
     headers = {"User-Agent": USER_AGENT, "Connection": "close", "Accept": "application/ocsp-response"}
     body = b""
     try:
-        sock.settimeout(_remaining(deadline))
         if method == "get":
             connection.request("GET", target, headers=headers)
         else:
             headers["Content-Type"] = REQUEST_CONTENT_TYPE
             connection.request("POST", target, body=request_der, headers=headers)
-        sock.settimeout(_remaining(deadline))
         response = connection.getresponse()
         facts.update(status=response.status, reason=response.reason,
                      content_type=response.getheader("Content-Type"), location=response.getheader("Location"))
-        body = _read_body(response, deadline)
+        body = _read_body(response)
+    except BodyTooLarge:
+        facts["too_large"] = True
     except (socket.timeout, TimeoutError):
         facts["timed_out"] = True
     except http.client.RemoteDisconnected:
@@ -354,6 +398,8 @@ def http_round_trip(sock, endpoint, target, method, request_der, deadline):
         facts["error"] = "broken HTTP exchange: %s" % describe_error(exc)
     finally:
         connection.close()
+        facts["received"] = sock.received
+        sock.close()
     facts["length"] = len(body)
     facts["body_kind"] = body_kind(facts["content_type"], body)
     if facts["body_kind"] == "html":
@@ -361,22 +407,32 @@ def http_round_trip(sock, endpoint, target, method, request_der, deadline):
     return facts, body
 
 
-def _read_body(response, deadline):
-    """The body in chunks, checking the deadline between them.
+def _declared_length(response):
+    try:
+        return int(response.getheader("Content-Length") or "")
+    except ValueError:
+        return None
 
-    The socket's own timeout (set before the response began) bounds each read; http.client may already
-    have closed our handle on the socket (Connection: close), so it cannot be shortened here.
+
+def _read_body(response):
+    """The whole body, or BodyTooLarge as soon as it is known to exceed MAX_BODY_BYTES.
+
+    A Content-Length over the bound is refused before a byte of the body is read; a chunked or close-delimited
+    body is read one block at a time and dropped once it passes the bound. The socket's deadline bounds the time.
     """
+    declared = _declared_length(response)
+    if declared is not None and declared > MAX_BODY_BYTES:
+        raise BodyTooLarge()
     chunks = []
     size = 0
-    while size <= MAX_BODY_BYTES:
-        if time.monotonic() >= deadline:
-            raise socket.timeout("the body did not arrive within the timeout")
-        chunk = response.read(65536)
+    while True:
+        chunk = response.read(min(65536, MAX_BODY_BYTES + 1 - size))
         if not chunk:
             break
         chunks.append(chunk)
         size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise BodyTooLarge()
     return b"".join(chunks)
 
 

@@ -478,7 +478,8 @@ class Runner(object):
         facts.update(exchange)
         facts["family"] = _family_of(facts.get("address")) or facts["family"]
         facts["ocsp"] = None
-        if (exchange.get("http") or {}).get("status") == 200:
+        http = exchange.get("http") or {}
+        if http.get("status") == 200 and not http.get("too_large"):  # a body over the bound was dropped unread
             facts["ocsp"] = ocsp_client.read_response(body, item.leaf, group.issuer, nonce, self.current_time())
         return facts
 
@@ -800,7 +801,7 @@ def exchange_report(facts):
         },
         "http": None if http is None else {key: http.get(key) for key in
                                            ("method", "status", "reason", "content_type", "location", "length",
-                                            "body_kind", "title", "error", "timed_out")},
+                                            "body_kind", "title", "error", "timed_out", "received", "too_large")},
         "ocsp": _ocsp_report(facts.get("ocsp")),
         "latency": facts.get("latency"),
     }

@@ -22,8 +22,10 @@ ERROR_CLASSES = {
     "dns_failure": "the responder's host name (or the proxy's) does not resolve for the address family asked",
     "connect_refused": "the TCP connection was refused: nothing listens on the responder's port",
     "connect_failed": "the TCP connection or TLS handshake failed otherwise (unreachable, reset, URL Apache cannot use)",
-    "timeout": "no complete answer within timeout, or an answer slower than the responder timeout budget",
+    "timeout": "no answer within timeout, or an answer slower than the responder timeout budget",
+    "slow_response": "the responder began to answer but had not finished within timeout (it trickles its answer)",
     "http_error": "an HTTP status other than 200 (redirects are reported, not followed) or a broken HTTP exchange",
+    "too_large": "the answer is larger than any OCSP response (over MAX_BODY_BYTES); it was dropped, not read whole",
     "not_ocsp": "HTTP answered, but with something that is not OCSP (an HTML captive portal, a text page)",
     "malformed": "the body claims to be an OCSP response but cannot be parsed",
     "try_later": "the responder answered tryLater",
@@ -52,6 +54,10 @@ UNSUCCESSFUL_STATUSES = {
 }
 
 OCSP_CONTENT_TYPE = "application/ocsp-response"
+# The most the probe reads of an answer (ocsp_client drops anything larger). Real responses are a few kilobytes.
+# mod_ssl reads up to 2 MiB from a responder (MAX_CONTENT in ssl_util_ocsp.c) but caches no staple over 10 KiB
+# (MAX_STAPLING_DER), so an answer over a megabyte is useless to Apache whatever it holds.
+MAX_BODY_BYTES = 1024 * 1024
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
@@ -126,10 +132,19 @@ def judge_transport(facts):
         return failed("timeout", "no TCP connection to %s within %s" % (where, _seconds(facts.get("timeout") or 0)))
     if result != "ok":
         return failed("connect_failed", "cannot connect to %s: %s" % (where, connect.get("error") or result))
-    http = facts.get("http") or {}
+    return judge_http(facts.get("http") or {}, where, facts.get("timeout") or 0)
+
+
+def judge_http(http, where, timeout):
+    """The HTTP part of an exchange: a Verdict when it failed, else None."""
+    if http.get("timed_out") and http.get("received"):
+        # Apache's SSLStaplingResponderTimeout bounds each read, not the whole answer: such a responder holds
+        # its stapling (and the handshakes waiting on it) far longer than the timeout.
+        return failed("slow_response", "%s began to answer but had sent only %d bytes when the %s timeout ran out: "
+                      "it trickles its answer, which a per-read timeout such as Apache's does not stop"
+                      % (where, http["received"], _seconds(timeout)))
     if http.get("timed_out"):
-        return failed("timeout", "%s accepted the connection but sent no complete answer within %s"
-                      % (where, _seconds(facts.get("timeout") or 0)))
+        return failed("timeout", "%s accepted the connection but sent no answer within %s" % (where, _seconds(timeout)))
     if http.get("error"):
         return failed("http_error", "%s: %s" % (where, http["error"]))
     status = http.get("status")
@@ -139,6 +154,9 @@ def judge_transport(facts):
             message += "; redirect to %s, not followed (OCSP clients such as Apache do not follow it)" % (
                 http["location"])
         return failed("http_error", message.strip())
+    if http.get("too_large"):
+        return failed("too_large", "%s sent an answer larger than %d bytes, far beyond any OCSP response: dropped "
+                      "without reading it whole" % (where, MAX_BODY_BYTES))
     return None
 
 

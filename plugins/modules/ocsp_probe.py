@@ -100,6 +100,8 @@ options:
   timeout:
     description:
       - Seconds one request may take as a whole, from connecting to reading the last byte of the answer.
+        This is one deadline for the whole exchange, not a limit per read, so a responder that trickles its
+        answer a byte at a time is cut off at O(timeout) too (V(slow_response)).
       - DNS lookups and TLS handshakes of the stapled check are each bounded by the same number.
     type: float
     default: 5
@@ -221,8 +223,11 @@ seealso:
   - module: fleet.stapling.apache_stapling_info
   - module: fleet.stapling.apache_stapling
 notes:
-  - Redirects are never followed, just as Apache's OCSP client does not follow them. A 3xx answer is a
-    V(http_error) whose message names the C(Location).
+  - Redirects are never followed, neither to the same host nor to another, just as Apache's OCSP client does
+    not follow them. A 3xx answer is a V(http_error) whose message names the C(Location).
+  - The module reads certificates and the Apache configuration only. It never opens the files named by
+    C(SSLCertificateKeyFile). From a certificate file that also holds the key, only the certificate blocks are
+    parsed. No key material is ever returned.
   - Only C(http://) responder URLs are probed, because Apache's stapling client speaks plain HTTP only.
     A certificate that names another scheme is reported as V(connect_failed).
 """
@@ -340,8 +345,9 @@ responders:
         - C(connect) holds C(result) (V(ok), V(refused), V(failed), V(timeout) or V(dns_failure)), C(latency),
           C(error) and every address tried in C(attempts).
         - C(http) holds C(method), C(status), C(reason), C(content_type), C(location), C(length),
-          C(body_kind) (V(der), V(html), V(text), V(binary) or V(empty)), C(title) of an HTML page, C(error)
-          and C(timed_out).
+          C(body_kind) (V(der), V(html), V(text), V(binary) or V(empty)), C(title) of an HTML page, C(error),
+          C(timed_out), C(received) (bytes of the answer that arrived, headers included) and C(too_large)
+          (the body passed the 1 MiB bound and was dropped unread).
         - C(ocsp) is shaped like RV(certificates[].ocsp).
       type: list
       elements: dict
@@ -562,9 +568,15 @@ certificates:
         - V(dns_failure) means the host name (or the proxy's) does not resolve in the family asked.
         - V(connect_refused) means the TCP connection was refused.
         - V(connect_failed) means the connection failed otherwise (unreachable, reset), or the URL is not C(http://).
-        - V(timeout) means no complete answer within O(timeout), or an answer slower than the budget, or the
+        - V(timeout) means no answer within O(timeout), or an answer slower than the budget, or the
           overall deadline passed.
-        - V(http_error) means a status other than 200, a redirect (not followed), or a broken HTTP exchange.
+        - V(slow_response) means the responder began to answer but had not finished within O(timeout), as when it trickles
+          its answer. O(timeout) bounds the whole exchange, not each read. Apache's C(SSLStaplingResponderTimeout)
+          bounds each read, so such a responder stalls Apache's stapling far longer than that timeout.
+        - V(http_error) means a status other than 200, a redirect (not followed, to the same host or another),
+          or a broken HTTP exchange.
+        - V(too_large) means the answer is larger than 1 MiB, far beyond any OCSP response. It is dropped as soon
+          as that is known (from C(Content-Length), or while reading a chunked or unbounded body), never read whole.
         - V(not_ocsp) means HTTP answered with something that is not OCSP, such as an HTML captive portal.
         - V(malformed) means the body claims to be OCSP but cannot be parsed.
         - V(try_later) and V(unauthorized) are those OCSP response statuses.

@@ -55,10 +55,27 @@ MODES = (
     "wrong-signer",
     "expired",
     "future",
+    # The modes below test a client's bounds: a total deadline, a size limit, no redirects followed.
+    "drip",  # a good answer, status line and headers included, one byte per DRIP_SECONDS
+    "huge",  # HUGE_BODY_BYTES announced in Content-Length and streamed
+    "huge-chunked",  # the same, chunked, with no length
+    "huge-close",  # the same, ended only by closing the connection
+    "redirect-other-host",  # 302 to OTHER_HOST_NAME (which reaches this responder again)
+    "redirect-same-host",  # 301 to the host the client named
 )
 DEFAULT_LISTEN = ("127.0.0.1", "::1")
 MODE_POLL_SECONDS = 0.1
 HANG_MAX_SECONDS = 300.0
+DRIP_SECONDS = 1.0  # mode drip: one byte of the answer (status line and headers too) per DRIP_SECONDS
+# The huge modes stream this many body bytes, far beyond any OCSP response, unless the client hangs up first;
+# the log line says how many went out, which shows whether a client read it all.
+HUGE_BODY_BYTES = 64 * 1024 * 1024
+HUGE_BLOCK_BYTES = 64 * 1024
+# Where the redirect modes send clients. A request that arrives there was a redirect followed: it is answered
+# as in mode ok (so a following client would look healthy) and logged as status=followed-redirect.
+FOLLOWED_PATH = "/followed/"
+# Another host name for the same responder: a client that follows the redirect reaches us again and is seen.
+OTHER_HOST_NAME = "localhost"
 MAX_REQUEST_BYTES = 64 * 1024
 OCSP_RESPONSE_TYPE = "application/ocsp-response"
 
@@ -403,6 +420,7 @@ class HttpAnswer:
     content_type: str
     body: bytes
     log_status: str
+    location: str | None = None
 
 
 UNSUCCESSFUL_MODES = {
@@ -459,16 +477,92 @@ class OcspHandler(http.server.BaseHTTPRequestHandler):
         # Parsed in every mode, so that the log names the serial a client asked about even during faults.
         request = parse_request_der(request_der) if request_der is not None else None
         serial = pki.serial_to_hex(request.serial_number) if request is not None else "-"
-        if mode == "hang":
+        if urllib.parse.urlsplit(self.path).path.startswith(FOLLOWED_PATH):
+            self._answer("ok", request, serial, "followed-redirect")
+        elif mode == "hang":
             self._hang(serial)
-            return
+        elif mode == "drip":
+            self._drip(request, serial)
+        elif mode.startswith("huge"):
+            self._stream_huge(mode, serial)
+        elif mode.startswith("redirect-"):
+            self._redirect(mode, serial)
+        else:
+            self._answer(mode, request, serial)
+
+    def _answer(self, mode: str, request: ocsp.OCSPRequest | None, serial: str, log_status: str | None = None) -> None:
+        answer = self._answer_for(mode, request)
+        self._log_request(self.server.modes.mode, serial, log_status or answer.log_status)
+        self._send(answer.code, answer.content_type, answer.body)
+
+    def _answer_for(self, mode: str, request: ocsp.OCSPRequest | None) -> HttpAnswer:
         try:
-            answer = answer_for(self.server.material, mode, request)
+            return answer_for(self.server.material, mode, request)
         except Exception as exc:  # noqa: BLE001 - keep serving whatever went wrong with one request
             log.exception("failed to answer a request")
-            answer = HttpAnswer(500, "text/plain", f"responder error: {exc}\n".encode(), "error")
-        self._log_request(mode, serial, answer.log_status)
-        self._send(answer.code, answer.content_type, answer.body)
+            return HttpAnswer(500, "text/plain", f"responder error: {exc}\n".encode(), "error")
+
+    def _redirect(self, mode: str, serial: str) -> None:
+        """301 to this very host (as the client named it), or 302 to another host name that reaches us too."""
+        if mode == "redirect-same-host":
+            code, host = 301, self.headers.get("Host") or f"127.0.0.1:{self.server.server_port}"
+        else:
+            code, host = 302, f"{OTHER_HOST_NAME}:{self.server.server_port}"
+        location = f"http://{host}{FOLLOWED_PATH}"
+        self._log_request(mode, serial, f"redirect-{code}")
+        self.send_response(code)
+        self.send_header("Location", location)
+        body = f"moved to {location}\n".encode()
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _drip(self, request: ocsp.OCSPRequest | None, serial: str) -> None:
+        """A good answer, status line and headers included, one byte per DRIP_SECONDS until sent, the client
+        hangs up, or the mode changes."""
+        answer = self._answer_for("ok", request)
+        head = (f"HTTP/1.0 {answer.code} OK\r\nContent-Type: {answer.content_type}\r\n"
+                f"Content-Length: {len(answer.body)}\r\nCache-Control: no-store\r\n\r\n").encode()
+        whole = head + answer.body
+        self.close_connection = True
+        sent = 0
+        try:
+            while sent < len(whole) and self.server.modes.mode == "drip":
+                self.wfile.write(whole[sent:sent + 1])
+                sent += 1
+                self.server.modes.wait_while("drip", DRIP_SECONDS)
+        except OSError:
+            pass  # the client gave up: what a bounded client does
+        self._log_request("drip", serial, f"dripped sent={sent}/{len(whole)}")
+
+    def _stream_huge(self, mode: str, serial: str) -> None:
+        """HUGE_BODY_BYTES of a body that starts like a DER SEQUENCE: with a Content-Length (huge), chunked
+        (huge-chunked) or ended only by closing the connection (huge-close)."""
+        self.close_connection = True
+        if mode == "huge-chunked":
+            head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n"
+        elif mode == "huge-close":
+            head = "HTTP/1.0 200 OK\r\nConnection: close\r\n"
+        else:
+            head = f"HTTP/1.0 200 OK\r\nContent-Length: {HUGE_BODY_BYTES}\r\n"
+        head += f"Content-Type: {OCSP_RESPONSE_TYPE}\r\nCache-Control: no-store\r\n\r\n"
+        block = bytearray(HUGE_BLOCK_BYTES)
+        block[:6] = b"\x30\x84" + (HUGE_BODY_BYTES - 6).to_bytes(4, "big")  # SEQUENCE of the whole length
+        sent = 0
+        try:
+            self.wfile.write(head.encode())
+            while sent < HUGE_BODY_BYTES and self.server.modes.mode == mode:
+                data = bytes(block) if sent == 0 else bytes(HUGE_BLOCK_BYTES)
+                if mode == "huge-chunked":
+                    data = b"%x\r\n%s\r\n" % (len(data), data)
+                self.wfile.write(data)
+                sent += HUGE_BLOCK_BYTES
+            if mode == "huge-chunked":
+                self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            pass  # the client hung up: how much it took is in the log line
+        self._log_request(mode, serial, f"streamed sent={sent}/{HUGE_BODY_BYTES}")
 
     def _hang(self, serial: str) -> None:
         """Read the request (done), then say nothing until the mode changes; the connection then just closes."""

@@ -421,9 +421,93 @@ def test_through_a_proxy_the_request_line_carries_the_absolute_url(responder, ca
     assert (facts["proxy"], facts["http"]["status"]) == (proxy, 200)
 
 
-def test_oversized_body_is_cut_and_never_parsed_as_ocsp(responder, ca, leaf):
-    responder.set(Reply(body=b"\x30" + b"\x00" * (ocsp_client.MAX_BODY_BYTES + 100000)))
+# ---------------------------------------------------------------------------------------------- bounds: time, size, redirects
+
+
+def raw_answer(parts, pause=0.0):
+    """An answer for LocalResponder that writes ``parts`` (bytes) itself, ``pause`` seconds apart, until the
+    client hangs up."""
+    def write(handler):
+        try:
+            for part in parts:
+                handler.wfile.write(part)
+                time.sleep(pause)
+        except OSError:
+            pass  # the client closed: what a bounded client does
+        return "close"
+    return write
+
+
+def dripped(data):
+    return [data[index:index + 1] for index in range(len(data))]
+
+
+GOOD_HEAD = b"HTTP/1.0 200 OK\r\nContent-Type: application/ocsp-response\r\nContent-Length: 300\r\n\r\n"
+
+
+@pytest.mark.parametrize("what, parts", [
+    ("headers dripped", dripped(GOOD_HEAD)),
+    ("body dripped", [GOOD_HEAD] + dripped(b"\x30" * 300)),
+])
+def test_a_trickled_answer_is_cut_at_the_timeout_as_a_whole_not_per_read(responder, ca, leaf, what, parts):
+    # Each byte comes well within the timeout, so only a deadline for the whole exchange ends this early.
+    responder.set(raw_answer(parts, pause=0.1))
+    started = time.monotonic()
+    facts = post(responder, ca, leaf, timeout=0.6)[0]
+    elapsed = time.monotonic() - started
+    assert elapsed < 1.5, "%s: took %.1f s for a 0.6 s timeout" % (what, elapsed)
+    assert facts["http"]["timed_out"] is True and 0 < facts["http"]["received"] < len(b"".join(parts))
+
+
+def test_a_hanging_responder_received_nothing(responder, ca, leaf):
+    responder.set("hang")
+    facts = post(responder, ca, leaf, timeout=0.3)[0]
+    assert (facts["http"]["timed_out"], facts["http"]["received"]) == (True, 0)
+
+
+def huge_body_parts(head, blocks, chunked=False):
+    block = b"\x30" + b"\x00" * 65535
+    if chunked:
+        return [head] + [b"%x\r\n%s\r\n" % (len(block), block)] * blocks + [b"0\r\n\r\n"]
+    return [head] + [block] * blocks
+
+
+HUGE_BLOCKS = 8 * ocsp_client.MAX_BODY_BYTES // 65536  # eight times the bound
+
+
+@pytest.mark.parametrize("framing, head", [
+    ("chunked", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: application/ocsp-response\r\n\r\n"),
+    ("close-delimited", b"HTTP/1.0 200 OK\r\nContent-Type: application/ocsp-response\r\n\r\n"),
+])
+def test_a_body_without_a_length_is_dropped_once_past_the_bound(responder, ca, leaf, framing, head):
+    responder.set(raw_answer(huge_body_parts(head, HUGE_BLOCKS, chunked=framing == "chunked")))
+    facts, body = post(responder, ca, leaf, timeout=5)
+    assert (facts["http"]["too_large"], body, facts["http"]["length"]) == (True, b"", 0)
+    # Read past the bound by a buffer at most, never the eight megabytes sent.
+    assert ocsp_client.MAX_BODY_BYTES < facts["http"]["received"] < ocsp_client.MAX_BODY_BYTES + 256 * 1024
+
+
+def test_a_declared_length_over_the_bound_is_refused_before_the_body_is_read(responder, ca, leaf):
+    head = (b"HTTP/1.0 200 OK\r\nContent-Type: application/ocsp-response\r\nContent-Length: %d\r\n\r\n"
+            % (HUGE_BLOCKS * 65536))
+    responder.set(raw_answer(huge_body_parts(head, HUGE_BLOCKS)))
+    facts, body = post(responder, ca, leaf, timeout=5)
+    assert (facts["http"]["too_large"], facts["http"]["status"], body) == (True, 200, b"")
+    assert facts["http"]["received"] <= 64 * 1024, "no more than one buffer of the body"
+
+
+def test_a_body_of_exactly_the_bound_is_read(responder, ca, leaf):
+    responder.set(Reply(body=b"\x30" + b"\x00" * (ocsp_client.MAX_BODY_BYTES - 1)))
     facts, body = post(responder, ca, leaf)
-    assert len(body) <= ocsp_client.MAX_BODY_BYTES + 65536
-    assert read(body, leaf, ca)["parse_error"]
-    assert facts["http"]["status"] == 200
+    assert (facts["http"]["too_large"], len(body)) == (False, ocsp_client.MAX_BODY_BYTES)
+
+
+@pytest.mark.parametrize("status", [301, 302, 307])
+@pytest.mark.parametrize("where", ["same host", "other host"])
+def test_no_redirect_is_followed_to_the_same_host_or_another(responder, ca, leaf, status, where):
+    host = "127.0.0.1" if where == "same host" else "localhost"
+    location = "http://%s:%d/moved" % (host, responder.port)
+    responder.set(Reply(status=status, body=b"moved", content_type="text/plain", headers={"Location": location}))
+    facts = post(responder, ca, leaf)[0]
+    assert (facts["http"]["status"], facts["http"]["location"]) == (status, location)
+    assert [request["path"] for request in responder.requests] == ["/"], "only the first request was sent"

@@ -13,7 +13,12 @@ import time
 import pytest
 from cryptography.x509 import ocsp
 
-from ansible_collections.fleet.stapling.plugins.module_utils import apache_config, ocsp_probe_run, stapling_facts
+from ansible_collections.fleet.stapling.plugins.module_utils import (
+    apache_config,
+    ocsp_client,
+    ocsp_probe_run,
+    stapling_facts,
+)
 from ansible_collections.fleet.stapling.plugins.module_utils.ocsp_probe_run import (
     ProbeInputError,
     Settings,
@@ -24,6 +29,7 @@ from ansible_collections.fleet.stapling.tests.unit.plugins.module_utils.ocsp_fac
     CaResponder,
     LocalResponder,
     OcspCA,
+    Reply,
     closed_port,
 )
 
@@ -382,6 +388,16 @@ def test_answer_slower_than_the_budget_is_a_timeout(tmp_path, ca, servers):
     assert report["responders"][0]["error_class"] == "timeout"
     assert report["responders"][0]["timeout_budget"] == 0.000001
     assert "slower than" in report["certificates"][0]["message"]
+
+
+def test_an_answer_over_the_size_bound_is_too_large_in_the_report_with_its_http_facts(tmp_path, ca, servers):
+    server = servers(Reply(body=b"\x30" + b"\x00" * ocsp_client.MAX_BODY_BYTES))
+    specs = [{"path": write(tmp_path, "big.pem", ca.leaf("big.test", ocsp_url=server.url), ca.ca)}]
+    report = ocsp_probe_run.run(load_certificate_items(specs), Settings(timeout=2))
+    probe = report["responders"][0]["probes"][0]
+    assert (report["certificates"][0]["error_class"], probe["error_class"]) == ("too_large", "too_large")
+    assert (probe["http"]["too_large"], probe["http"]["length"], probe["ocsp"]) == (True, 0, None)
+    assert probe["http"]["received"] < 64 * 1024, "refused on its Content-Length, before the body"
 
 
 def test_the_hard_deadline_ends_the_run_whatever_the_network_does(tmp_path, ca, servers, monkeypatch):

@@ -103,6 +103,27 @@ def test_no_answer_after_connecting_is_a_timeout_that_says_how_long():
     assert (verdict.error_class, "5 s" in verdict.message) == ("timeout", True)
 
 
+def test_an_answer_that_began_but_did_not_finish_is_a_slow_response_not_a_timeout():
+    verdict = verdict_of(exchange(http={"timed_out": True, "received": 7}, ocsp={}))
+    assert (verdict.healthy, verdict.error_class) == (False, "slow_response")
+    assert "only 7 bytes" in verdict.message and "5 s" in verdict.message
+
+
+def test_a_body_over_the_bound_is_too_large_whatever_it_starts_with():
+    http = {"status": 200, "content_type": "application/ocsp-response", "body_kind": "empty", "length": 0,
+            "too_large": True}
+    verdict = verdict_of(exchange(http=http, ocsp=None))
+    assert (verdict.healthy, verdict.error_class) == (False, "too_large")
+    assert str(ocsp_verdict.MAX_BODY_BYTES) in verdict.message
+
+
+def test_a_redirect_with_a_huge_body_is_still_reported_as_the_redirect():
+    http = {"status": 301, "reason": "Moved Permanently", "location": "http://ocsp.example.test/new",
+            "too_large": True}
+    verdict = verdict_of(exchange(http=http, ocsp={}))
+    assert verdict.error_class == "http_error" and "http://ocsp.example.test/new" in verdict.message
+
+
 def test_overall_deadline_is_a_timeout():
     verdict = verdict_of(exchange(deadline_exceeded=15, connect={"result": None}))
     assert verdict.error_class == "timeout"
@@ -357,6 +378,8 @@ def test_every_error_class_of_the_fixed_set_is_produced_by_some_facts():
         verdict_of(exchange(connect={"result": "refused"})).error_class,
         verdict_of(exchange(connect={"result": "failed"})).error_class,
         verdict_of(exchange(connect={"result": "timeout"})).error_class,
+        verdict_of(exchange(http={"timed_out": True, "received": 1})).error_class,
+        verdict_of(exchange(http={"status": 200, "too_large": True})).error_class,
         verdict_of(exchange(http={"status": 404})).error_class,
         verdict_of(exchange(http=text_page, ocsp={"parse_error": "x"})).error_class,
         verdict_of(exchange(http=ocsp_junk, ocsp={"parse_error": "x"})).error_class,
