@@ -174,10 +174,9 @@ def certificate_facts(cert_file, chain_file, ca_file, reader=None):
     leaf = chain[0]
     in_chain = chain[1:] + readable_certificates(chain_file, reader)
     facts = certificates.describe(leaf)
-    facts["issuer_in_chain"] = reader.find_issuer(leaf, in_chain) is not None
+    facts["issuer_in_chain"] = reader.finds_issuer(leaf, in_chain)
     # the CA file is read only when the chain lacks the issuer, as its certificates are only needed then
-    facts["issuer_found"] = (facts["issuer_in_chain"]
-                             or reader.find_issuer(leaf, readable_certificates(ca_file, reader)) is not None)
+    facts["issuer_found"] = facts["issuer_in_chain"] or reader.finds_issuer(leaf, readable_certificates(ca_file, reader))
     return facts
 
 

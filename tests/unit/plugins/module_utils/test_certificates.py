@@ -249,3 +249,38 @@ def test_the_reader_finds_the_issuer_and_refuses_an_impostor_without_verify_dire
         leaf = WithoutIssuerCheck(ca.leaf(name))
         assert reader.find_issuer(leaf, candidates) is candidates[1]
         assert reader.find_issuer(leaf, candidates[:1]) is None
+
+
+EPOCH = datetime.datetime(2024, 1, 1)
+
+
+def _with_key_identifiers(ca, leaf_authority_key):
+    """A CA certificate carrying its subject key identifier, and a leaf of it naming ``leaf_authority_key``."""
+    from cryptography.hazmat.primitives.asymmetric import ec  # pylint: disable=import-outside-toplevel
+
+    ca_certificate = (x509.CertificateBuilder().subject_name(ca.certificate.subject).issuer_name(ca.certificate.subject)
+                      .public_key(ca.key.public_key()).serial_number(1)
+                      .not_valid_before(EPOCH).not_valid_after(EPOCH + datetime.timedelta(days=3650))
+                      .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca.key.public_key()), critical=False)
+                      .sign(ca.key, hashes.SHA256()))
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (x509.CertificateBuilder().subject_name(ca.certificate.subject).issuer_name(ca.certificate.subject)
+            .public_key(leaf_key.public_key()).serial_number(2)
+            .not_valid_before(EPOCH).not_valid_after(EPOCH + datetime.timedelta(days=3650))
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(leaf_authority_key), critical=False)
+            .sign(ca.key, hashes.SHA256()))
+    return ca_certificate, leaf
+
+
+def test_finds_issuer_decides_as_httpds_lookup_does_by_name_and_key_identifiers():
+    ca = TestCA("Lookup CA")
+    reader = certificates.CertificateReader()
+    leaf = ca.leaf("shop.test")
+    # no key identifiers: the name decides, as in OpenSSL's X509_check_issued
+    assert reader.finds_issuer(leaf, [TestCA("Other CA").certificate, ca.certificate])
+    assert not reader.finds_issuer(leaf, [TestCA("Other CA").certificate])
+    # both identifiers present: they must agree (a CA whose key was replaced under the same name is not found)
+    with_ids, matching_leaf = _with_key_identifiers(ca, ca.key.public_key())
+    _unused, stale_leaf = _with_key_identifiers(ca, TestCA("Lookup CA").key.public_key())
+    assert reader.finds_issuer(matching_leaf, [with_ids])
+    assert not reader.finds_issuer(stale_leaf, [with_ids])
