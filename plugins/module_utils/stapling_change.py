@@ -15,8 +15,10 @@ import os
 from ansible_collections.fleet.stapling.plugins.module_utils import (
     apache_instance,
     apache_write,
+    host_lock,
     md_engine,
     md_seed,
+    run_journal,
     stapling_facts,
     stapling_plan,
 )
@@ -32,6 +34,8 @@ STAPLING_ERRORS = (
     stapling_plan.StaplingError,
     apache_write.WriteError,
     md_engine.MdEngineError,
+    host_lock.LockError,
+    run_journal.JournalError,
 )
 
 
@@ -53,7 +57,9 @@ def desired_from_params(params):
     )
 
 
-def change_stapling(host, desired, run, check_mode, move=apache_write.plain_move, backup=None):
+def change_stapling(host, desired, run, check_mode, move=apache_write.plain_move, backup=None, journal=None):
+    """The plan, and unless in check mode the change. The caller holds the instance's lock; ``journal``
+    (run_journal.Journal) then records the pass while it writes, so that a run killed mid-way can be undone."""
     # what each certificate says, by (certificate, chain, CA file): read once, before and after the write alike
     certificates_read = {}
     plan, rendered, facts, after = stapling_plan.plan_change(host.parse, desired, certificates_read)
@@ -90,23 +96,50 @@ def change_stapling(host, desired, run, check_mode, move=apache_write.plain_move
         ],
     }
     if result["changed"] and not check_mode:
+        # under the lock no run of ours has written since the read; another tool or an editor may have
+        apache_write.check_unchanged(rendered, links)
+        if journal is not None and (plan.store_dirs or plan.regenerated):
+            _note(journal, {"created_dirs": [path for path in plan.store_dirs if not os.path.isdir(path)],
+                            "regenerated_files": sorted(plan.regenerated)})
         made = _make_store(plan)
         seeded = _seed_store(plan, made)
+        # the journal needs a copy of every file it may have to restore, asked for or not
+        copy = backup or (journal.keep_copy if journal is not None else None)
         try:
-            result["backups"] = _write(host, plan, rendered, run, move, backup)
-        except apache_write.WriteError:
+            backups = _write(host, plan, rendered, run, move, copy, journal)
+        except apache_write.WriteError as exc:
             for path, created in seeded:
                 md_seed.remove(path, created)
             apache_write.remove_dirs(made)
+            if journal is not None and exc.restored:
+                _end_pass(journal)
             raise
         finally:
             host.forget_parsed()
+        if journal is not None:
+            _end_pass(journal)
+        result["backups"] = backups if backup else {}
         after = stapling_facts.stapling_facts(host.parse(), seen_certificates=certificates_read)
     else:
         after = _with_certificates(after, facts)
     result["stapling"] = {"server": after["server"], "vhosts": after["vhosts"]}
     result["check_targets"] = check_targets(after["vhosts"], [change["vhost"] for change in plan.vhost_changes])
     return result
+
+
+def _note(journal, record):
+    try:
+        journal.add(record)
+    except (IOError, OSError) as exc:
+        raise apache_write.WriteError("cannot write the journal %s, so nothing was changed: %s" % (journal.path, exc))
+
+
+def _end_pass(journal):
+    try:
+        journal.clear()
+    except (IOError, OSError) as exc:
+        raise apache_write.WriteError("the pass is over, but its journal %s cannot be removed (%s): remove it by hand, "
+                                      "or the next run undoes this pass" % (journal.path, exc))
 
 
 # A reload either survives or kills the whole server: a few handshakes tell, however many vhosts changed.
@@ -154,12 +187,12 @@ def _seed_store(plan, made_dirs):
     return written
 
 
-def _write(host, plan, rendered, run, move, backup):
+def _write(host, plan, rendered, run, move, backup, journal):
     """Write, validate, restore on failure. On cPanel, its rebuild runs between writing the userdata files and
     ``ctl -t``, and runs again after a restore so that httpd.conf stops including what was taken away."""
     if not plan.rebuild_command:
         return apache_write.apply_changes(rendered, validate=lambda: host.configtest(run), move=move, backup=backup,
-                                          links=plan.links)
+                                          links=plan.links, journal=journal)
 
     def rebuild_then_test():
         ok, message = _rebuild(plan.rebuild_command, run)
@@ -167,12 +200,12 @@ def _write(host, plan, rendered, run, move, backup):
 
     try:
         return apache_write.apply_changes(rendered, validate=rebuild_then_test, move=move, backup=backup,
-                                          links=plan.links)
+                                          links=plan.links, journal=journal)
     except apache_write.WriteError as exc:
         ok, message = _rebuild(plan.rebuild_command, run)
         if not ok:
             raise apache_write.WriteError("%s And rebuilding httpd.conf after the restore failed too: %s"
-                                          % (exc, message))
+                                          % (exc, message), restored=exc.restored)
         raise
 
 
@@ -192,15 +225,9 @@ def undo_change(host, records, run, check_mode, move=apache_write.plain_move):
     host.forget_parsed()
     changed = bool(restored or removed)
     if changed and not check_mode:
-        if any(record.get("regenerated_files") for record in records):
-            # cPanel includes a userdata directory only while it holds a file: rebuild without the removed ones
-            ok, message = _rebuild([os.path.join(host.cpanel_root, apache_instance.CPANEL_REBUILD_SCRIPT)], run)
-            if not ok:
-                raise apache_write.WriteError("the files are back as they were before, but %s" % message)
-        ok, message = host.configtest(run)
-        if not ok:
-            raise apache_write.WriteError("the files are back as they were before, but ctl -t now fails: %s"
-                                          % message)
+        problem = _check_restored(host, records, run)
+        if problem:
+            raise apache_write.WriteError("the files are back as they were before, but %s" % problem)
     facts = stapling_facts.stapling_facts(host.parse(), read_certificates=False)
     return {
         "changed": changed,
@@ -221,6 +248,66 @@ def undo_change(host, records, run, check_mode, move=apache_write.plain_move):
         "stapling": {"server": facts["server"], "vhosts": facts["vhosts"]},
         "check_targets": check_targets(facts["vhosts"], []),
     }
+
+
+def _check_restored(host, records, run):
+    """After a restore: cPanel's rebuild where a record had it regenerate httpd.conf, then ``ctl -t``. Returns
+    what is wrong, or None."""
+    if any(record.get("regenerated_files") for record in records):
+        # cPanel includes a userdata directory only while it holds a file: rebuild without the removed ones
+        ok, message = _rebuild([os.path.join(host.cpanel_root, apache_instance.CPANEL_REBUILD_SCRIPT)], run)
+        if not ok:
+            return message
+    ok, message = host.configtest(run)
+    return None if ok else "ctl -t now fails: %s" % message
+
+
+def repair_interrupted(host, journal, run, check_mode, move=apache_write.plain_move):
+    """Before a run's own work, under the lock: undo what a killed run left half-done, from its journal.
+
+    A journal in stage ``written`` means the files may be half-changed and never validated: they are restored
+    byte for byte with the undo engine and checked with ``ctl -t``. One in stage ``validated`` means the change
+    passed ``ctl -t`` and was complete; it stays. Check mode only says what a real run would repair. Returns
+    (what was repaired or None, warnings); raises WriteError when the restore fails, keeping the journal.
+    """
+    left = journal.leftover()
+    if left is None:
+        if not check_mode:
+            journal.drop_copies()
+        return None, []
+    records = left["records"]
+    repaired = {"left_by": run_journal.describe(left), "stage": left.get("stage"), "journal": journal.path,
+                "restored_files": [], "removed_files": []}
+    if left.get("stage") == run_journal.VALIDATED:
+        copies = sorted(copy for record in records for copy in (record.get("backups") or {}).values()
+                        if not copy.startswith(journal.copies_dir + os.sep))
+        if not check_mode:
+            _end_pass(journal)
+        return repaired, ["a run, %s, was killed after its change passed ctl -t; the change stays, not reloaded yet%s"
+                          % (repaired["left_by"], "; its backups: %s" % ", ".join(copies) if copies else "")]
+    try:
+        restored, removed = apache_write.undo_records(records, move=move, check_mode=check_mode, keep_copies=True)
+    except apache_write.WriteError as exc:
+        message = ("a run, %s, was killed between writing and validating, and undoing it failed: %s. Its journal %s "
+                   "stays for the next run." % (repaired["left_by"], exc, journal.path))
+        raise apache_write.WriteError(message, restored=False)
+    repaired.update(restored_files=restored, removed_files=removed)
+    if check_mode:
+        return repaired, ["a run, %s, was killed between writing and validating; a real run first restores %s "
+                          "(this check reports on the files as they are now)"
+                          % (repaired["left_by"], ", ".join(restored + removed) or "nothing")]
+    host.forget_parsed()
+    problem = _check_restored(host, records, run)
+    copies = [copy for record in records for copy in (record.get("backups") or {}).values()]
+    _end_pass(journal)
+    for copy in copies:
+        if os.path.exists(copy):
+            os.unlink(copy)
+    if problem:
+        raise apache_write.WriteError("a run, %s, was killed between writing and validating; its files are back as "
+                                      "they were before it, but %s" % (repaired["left_by"], problem))
+    return repaired, ["a run, %s, was killed between writing and validating; repaired before this run: restored %s"
+                      % (repaired["left_by"], ", ".join(restored + removed) or "nothing")]
 
 
 def _with_certificates(after, before):

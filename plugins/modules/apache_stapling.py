@@ -206,7 +206,35 @@ options:
         description: How many times the TLS handshakes are tried, one second apart, before httpd counts as not answering.
         type: int
         default: 5
+  state_dir:
+    description:
+      - Where the module keeps, on the managed host, the lock and the journal of each Apache instance (keyed by its
+        main config file). Made with mode 0700 when missing; refused when it belongs to another user.
+      - It must survive a reboot (so not under C(/run)), as the journal of a run killed between writing and C(ctl -t),
+        and the copies of the old files it needs, are what the next run repairs the host from.
+    type: path
+    default: /var/lib/fleet-stapling
+  lock_timeout:
+    description:
+      - How many seconds to wait for another run that holds the lock of the same Apache instance (another play,
+        another operator) before failing with a message naming it (pid, what it does, since when). V(0) fails at
+        once instead of waiting.
+      - Every run that writes (a change, O(undo), O(reload)) holds the lock exclusively from reading the config for
+        its plan through the write, C(ctl -t), the rollback and the reload checks. Check mode holds it shared, so
+        that it waits for a writer and never reports on a half-written tree, while checks run side by side; when
+        O(state_dir) cannot be made (an unprivileged check), check mode reads without the lock and warns.
+    type: int
+    default: 120
 notes:
+  - Runs of this module on the same Apache instance never interleave their writes (see O(lock_timeout)). A lock
+    left by a killed run does not block, as the kernel drops it with the process, and the next run names the pid that
+    left it (RV(lock)).
+  - Before the first file is replaced, a run writes a journal of what it is about to change (the records the
+    undo takes) beside the lock, with its own copy of every file when O(backup=false). A run killed before its
+    change passed C(ctl -t) leaves that journal; the next run (of any kind but O(discard_backups)) restores those
+    files byte for byte first, checks them with C(ctl -t), reports it in RV(repaired) and warns, then does its work.
+  - A file the plan would replace that changed on disk after it was read for the plan (another tool, an
+    operator's editor) makes the module fail before writing anything, naming the file.
   - The socache module check uses the C(LoadModule) lines of the config and the compiled-in modules that C(ctl -M) lists.
 seealso:
   - module: fleet.stapling.apache_stapling_info
@@ -415,6 +443,74 @@ checked_targets:
   type: list
   elements: dict
   sample: [{address: 127.0.0.1, port: 443, server_name: shop.example.com}]
+lock:
+  description:
+    - The lock of the Apache instance this run held. RV(lock.waited) is how long it waited for another run,
+      RV(lock.waited_for) which run that was, RV(lock.stale) what a killed run had left in the lock file.
+  returned: when the lock was taken (not with O(discard_backups), nor in check mode with O(reload))
+  type: dict
+  contains:
+    file:
+      description: The lock file.
+      type: str
+      returned: always
+    shared:
+      description: Whether it was held shared (check mode) rather than exclusively.
+      type: bool
+      returned: always
+    waited:
+      description: Seconds spent waiting for another run.
+      type: float
+      returned: always
+    waited_for:
+      description: The run that held the lock meanwhile (pid, what it did, since when); null when none did.
+      type: str
+      returned: always
+    stale:
+      description: A holder that was killed while holding the lock, as the lock file still named it; null when none.
+      type: str
+      returned: always
+    unavailable:
+      description: In check mode, why no lock could be taken (the state directory cannot be made); null otherwise.
+      type: str
+      returned: always
+  sample: {file: /var/lib/fleet-stapling/etc_apache2_apache2.conf-4f2a9c1b0d3e.lock, shared: false, waited: 3.2,
+           waited_for: "pid 4321 (apache_stapling state=disabled, since 2026-12-03T10:00:00Z)", stale: null,
+           unavailable: null}
+repaired:
+  description:
+    - What this run repaired, before its own work, of a run killed between writing and C(ctl -t) (from its journal);
+      null when there was nothing to repair. In check mode, what a real run would restore.
+    - RV(repaired.stage) V(validated) means the killed run's change had passed C(ctl -t); it stays, and only the
+      journal goes.
+  returned: when the lock was taken
+  type: dict
+  contains:
+    left_by:
+      description: The run that left the journal (pid, what it did, since when), and that it is gone.
+      type: str
+      returned: always
+    stage:
+      description: V(written) (changed, not validated; undone) or V(validated) (passed C(ctl -t); kept).
+      type: str
+      returned: always
+    journal:
+      description: The journal file it was read from (removed once repaired).
+      type: str
+      returned: always
+    restored_files:
+      description: The files put back from their backup copies.
+      type: list
+      elements: str
+      returned: always
+    removed_files:
+      description: The files, links and directories the killed run had created, now removed.
+      type: list
+      elements: str
+      returned: always
+  sample: {left_by: "pid 4321 (apache_stapling state=disabled, since 2026-12-03T10:00:00Z), which is gone",
+           stage: written, journal: /var/lib/fleet-stapling/etc_apache2_apache2.conf-4f2a9c1b0d3e.journal,
+           restored_files: [/etc/apache2/sites-available/shop.conf], removed_files: []}
 apache_version:
   description: The version C(ctl -V) reported.
   returned: always
@@ -422,13 +518,23 @@ apache_version:
   sample: 2.4.62
 """
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleet.stapling.plugins.module_utils import apache_instance, apache_reload, apache_write, certificates
+from ansible_collections.fleet.stapling.plugins.module_utils import (
+    apache_instance,
+    apache_reload,
+    apache_write,
+    certificates,
+    host_lock,
+    run_journal,
+)
 from ansible_collections.fleet.stapling.plugins.module_utils.stapling_change import (
     STAPLING_ERRORS,
     change_stapling,
     desired_from_params,
+    repair_interrupted,
     undo_change,
 )
 from ansible_collections.fleet.stapling.plugins.module_utils.apache_host import (
@@ -471,6 +577,8 @@ def main():
                 records=dict(type="list", elements="dict", default=[]),
                 attempts=dict(type="int", default=5),
             )),
+            state_dir=dict(type="path", default=host_lock.DEFAULT_STATE_DIR),
+            lock_timeout=dict(type="int", default=host_lock.DEFAULT_LOCK_TIMEOUT),
             **INSTANCE_ARGUMENT_SPEC
         ),
         mutually_exclusive=[("undo", "discard_backups", "reload")],
@@ -489,36 +597,81 @@ def main():
         module.fail_json(msg=cryptography_problem, exception=certificates.CRYPTOGRAPHY_IMPORT_ERROR)
 
     run = module_runner(module)
+    lock = None
     try:
         host = discover_from_params(run, module.params)
-        if module.params["undo"] is not None:
-            result = undo_change(host, module.params["undo"], run=run, check_mode=module.check_mode,
-                                 move=module.atomic_move)
-        else:
-            result = change_stapling(
-                host,
-                desired_from_params(module.params),
-                run=run,
-                check_mode=module.check_mode,
-                move=module.atomic_move,
-                backup=module.backup_local if module.params["backup"] else None,
-            )
-            # what each vhost now does, not everything apache_stapling_info says about it (its certificate's facts
-            # made up most of a large host's result, and Ansible encodes every byte of it)
-            result["stapling"]["vhosts"] = [dict((key, vhost.get(key)) for key in VHOST_RESULT_KEYS)
-                                            for vhost in result["stapling"]["vhosts"]]
-            # _diff is AnsibleModule's own flag for --diff
-            if not module._diff:  # pylint: disable=protected-access
-                result.pop("diff", None)
-            # the instance as apache_stapling_info describes it, so that a role needs no separate call to reload it
-            config = host.parse()
-            result.update(instance=apache_instance.describe(host, config), pid_file=host.pid_file(config),
-                          master_pid=host.master_pid(config))
+        lock = instance_lock(module, host.config_file, shared=module.check_mode)
+        with lock:
+            journal = run_journal.Journal(module.params["state_dir"], host.config_file, lock.doing)
+            repaired, warnings = repair_interrupted(host, journal, run, module.check_mode, module.atomic_move)
+            result = change_or_undo(module, host, run, journal)
     except STAPLING_ERRORS as exc:
-        module.fail_json(msg=str(exc))
-    for warning in result.pop("warnings"):
+        module.fail_json(msg=str(exc), **lock_result(lock))
+    if lock.stale and not lock.shared:
+        warnings.append("took over the lock of this Apache instance, %s" % lock.stale)
+    if lock.unavailable:
+        warnings.append("read without the lock, so another run may have been writing meanwhile: %s"
+                        % lock.unavailable)
+    result.update(lock_result(lock), repaired=repaired)
+    if repaired and (repaired["restored_files"] or repaired["removed_files"]):
+        result["changed"] = True  # the repair put files back, even where the run's own plan had nothing to do
+    for warning in warnings + result.pop("warnings"):
         module.warn(warning)
     module.exit_json(**result)
+
+
+def change_or_undo(module, host, run, journal):
+    """The run's own work, under the lock and after any repair."""
+    if module.params["undo"] is not None:
+        return undo_change(host, module.params["undo"], run=run, check_mode=module.check_mode, move=module.atomic_move)
+    result = change_stapling(
+        host,
+        desired_from_params(module.params),
+        run=run,
+        check_mode=module.check_mode,
+        move=module.atomic_move,
+        backup=backup_beside_file(module) if module.params["backup"] else None,
+        journal=journal,
+    )
+    # what each vhost now does, not everything apache_stapling_info says about it (its certificate's facts
+    # made up most of a large host's result, and Ansible encodes every byte of it)
+    result["stapling"]["vhosts"] = [dict((key, vhost.get(key)) for key in VHOST_RESULT_KEYS)
+                                    for vhost in result["stapling"]["vhosts"]]
+    # _diff is AnsibleModule's own flag for --diff
+    if not module._diff:  # pylint: disable=protected-access
+        result.pop("diff", None)
+    # the instance as apache_stapling_info describes it, so that a role needs no separate call to reload it
+    config = host.parse()
+    result.update(instance=apache_instance.describe(host, config), pid_file=host.pid_file(config),
+                  master_pid=host.master_pid(config))
+    return result
+
+
+def backup_beside_file(module):
+    """O(backup): a timestamped copy beside each file, with its owner, mode and SELinux context."""
+    def backup(path):
+        return apache_write.backup_copy(path, module.preserved_copy)
+    return backup
+
+
+def instance_lock(module, config_file, shared=False):
+    """The lock of the instance, named for what this run does so that a run waiting for it can say."""
+    params = module.params
+    if params["reload"] is not None:
+        doing = "apache_stapling reload"
+    elif params["undo"] is not None:
+        doing = "apache_stapling undo"
+    else:
+        doing = "apache_stapling state=%s%s" % (params["state"] or "(settings only)",
+                                                " vhosts=%s" % ",".join(params["vhosts"]) if params["vhosts"] else "")
+    if module.check_mode:
+        doing += " (check mode)"
+    return host_lock.InstanceLock(params["state_dir"], config_file, timeout=params["lock_timeout"], shared=shared,
+                                  doing=doing, optional=shared)
+
+
+def lock_result(lock):
+    return {"lock": lock.report()} if lock is not None and lock.acquired else {}
 
 
 def reload_and_survive(module):
@@ -542,14 +695,27 @@ def reload_and_survive(module):
     def undo(records):
         undo_change(host(), records, run=run, check_mode=False, move=module.atomic_move)
 
+    lock = None
     try:
-        result = apache_reload.Reload(options["command"], options["start_command"], options["master_pid"],
-                                      options["records"], run, read_pid, undo, attempts=options["attempts"],
-                                      keep_backups=module.params["backup"])()
+        config_file = module.params["config_file"]
+        if not (config_file and os.path.isabs(config_file)):
+            config_file = host().config_file
+        lock = instance_lock(module, config_file)
+        with lock:
+            journal = run_journal.Journal(module.params["state_dir"], config_file, lock.doing)
+            repaired, warnings = None, []
+            if journal.leftover() is not None:
+                repaired, warnings = repair_interrupted(host(), journal, run, False, module.atomic_move)
+            result = apache_reload.Reload(options["command"], options["start_command"], options["master_pid"],
+                                          options["records"], run, read_pid, undo, attempts=options["attempts"],
+                                          keep_backups=module.params["backup"])()
     except apache_reload.ReloadError as exc:
-        module.fail_json(msg=str(exc), reloaded=False)
+        module.fail_json(msg=str(exc), reloaded=False, **lock_result(lock))
     except STAPLING_ERRORS as exc:
-        module.fail_json(msg="the reload could not be checked: %s" % exc, reloaded=False)
+        module.fail_json(msg="the reload could not be checked: %s" % exc, reloaded=False, **lock_result(lock))
+    for warning in warnings:
+        module.warn(warning)
+    result.update(lock_result(lock), repaired=repaired)
     module.exit_json(**result)
 
 
