@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import lab_fleet, record_reliability, run_adhoc
+from conftest import expected_staples, lab_fleet, record_reliability, run_adhoc
+from playbook_runs import Operator
 from server_root import snapshot
 
 MODULE = "fleet.stapling.apache_stapling"
@@ -155,6 +156,40 @@ def test_two_runs_at_once_take_turns_and_leave_what_one_order_leaves(fleet, host
     FIGURES["two runs at once"] = (f"`{holder}` took the lock first; `{waiter}` waited "
                                    f"{results[waiter]['lock']['waited']:.2f} s (the holder's `ctl -t` was held "
                                    f"{PAUSE_SECONDS} s); files equal to `{holder}` then `{waiter}` run in turn")
+
+
+def test_two_disable_playbooks_at_once_on_one_host_both_land_one_after_the_other(fleet, host, tmp_path):
+    # Two operators, one host, two CAs in trouble: each runs disable_stapling.yml for its own CA's sites at the
+    # same moment. Their module runs take turns on the lock; both changes land and the config stays valid.
+    ctl = PausingCtl(tmp_path, host["ctl"], seconds=PAUSE_SECONDS)
+    sites = {"alpha": "www-alpha.*", "beta": "www-beta.*"}
+    operators = {ca: Operator(fleet, tmp_path / ca) for ca in sites}
+    runs = {ca: in_background(operators[ca].run, "disable_stapling", stapling_target_hosts=HOST,
+                              stapling_vhosts=[pattern], stapling_apache_ctl=str(ctl.path),
+                              stapling_state_dir=str(tmp_path / "state"))
+            for ca, pattern in sites.items()}
+    for ca, (thread, outcome) in runs.items():
+        thread.join(timeout=600)
+        run = outcome["result"]
+        assert run.returncode == 0, run.output
+        row = run.rows()[HOST]
+        assert row["status"] == "changed" and row["vhosts_changed"], row
+
+    windows = sorted(ctl.windows().values())
+    assert len(windows) >= 2, windows
+    for (_start, end), (start, _end) in zip(windows, windows[1:]):
+        assert end <= start, f"two module runs were in ctl -t at the same time: {windows}"
+    assert_configtest_passes(fleet, host)
+    switched_off = {f"www-alpha.{HOST}.lab.test", f"www-beta.{HOST}.lab.test"}
+    expected = {name: status for name, status in expected_staples(host, switched_off=switched_off).items()
+                if name in switched_off}
+    assert all(status is None for status in expected.values())
+    seen = fleet.staples_until(HOST, expected)
+    assert all(not check.stapled for check in seen.values()), {name: c.output[-200:] for name, c in seen.items()}
+    FIGURES["two playbooks at once"] = (
+        f"`disable_stapling.yml` for `www-alpha.*` and for `www-beta.*` started together on {HOST}: "
+        f"{len(windows)} module runs in `ctl -t`, none overlapping; both runs `changed`, both sites unstapled, "
+        "`ctl -t` passes")
 
 
 def test_a_run_that_may_not_wait_long_gives_up_naming_the_holder_and_changes_nothing(fleet, host, tmp_path):
