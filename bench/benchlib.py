@@ -39,6 +39,13 @@ def ansible_env(collections: Path, lab_state: dict | None = None, **extra: str) 
     return env
 
 
+def add_fleet_options(parser: argparse.ArgumentParser) -> None:
+    """The size of a fleet bench: ``--hosts`` lab hosts, Ansible's ``--forks``, and how many rounds."""
+    parser.add_argument("--hosts", type=int, default=20)
+    parser.add_argument("--forks", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=1)
+
+
 def add_write_option(parser: argparse.ArgumentParser) -> None:
     """``--write [FILE]``: replace the bench's section of a Markdown file (docs/benchmarks.md without FILE)."""
     parser.add_argument("--write", type=Path, nargs="?", const=BENCHMARKS_MD,

@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import ANSIBLE_PLAYBOOK, REPO, add_write_option, ansible_env, collections_dir, publish
+from benchlib import ANSIBLE_PLAYBOOK, REPO, add_fleet_options, add_write_option, ansible_env, collections_dir, publish
 
 sys.path.insert(0, str(REPO / "tests" / "lab"))
 
@@ -130,9 +130,7 @@ def render(results: dict, hosts: int, forks: int, repeat: int) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--hosts", type=int, default=20)
-    parser.add_argument("--forks", type=int, default=5)
-    parser.add_argument("--repeat", type=int, default=1)
+    add_fleet_options(parser)
     add_write_option(parser)
     options = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="fleet-stapling-flip-bench-"))

@@ -40,7 +40,7 @@ from pathlib import Path
 
 from OpenSSL import SSL
 
-from benchlib import ANSIBLE_PLAYBOOK, REPO, add_write_option, ansible_env, collections_dir, write_section
+from benchlib import ANSIBLE_PLAYBOOK, REPO, add_fleet_options, add_write_option, ansible_env, collections_dir, write_section
 from fleet_flip_bench import BASELINE, PLAYBOOKS
 
 sys.path.insert(0, str(REPO / "tests" / "lab"))
@@ -292,9 +292,7 @@ def better(figures: dict, best: dict | None) -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--hosts", type=int, default=20)
-    parser.add_argument("--forks", type=int, default=5)
-    parser.add_argument("--repeat", type=int, default=1)
+    add_fleet_options(parser)
     add_write_option(parser)
     options = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="mitigation-bench-"))

@@ -69,6 +69,23 @@ from fleetlab.staple_check import StapleCheck, check_staple  # noqa: E402
 from fleetlab.report_sections import write_section  # noqa: E402
 from fleetlab.testing import RunningLab  # noqa: E402
 
+# The error_class ocsp_probe must give a good certificate whose responder is in each of the lab's classic fault
+# modes (test_ocsp_probe, and test_responder_faults with the modes that test the client's bounds).
+FAULT_CLASSES = {
+    "ok": None,
+    "down": "connect_refused",
+    "hang": "timeout",
+    "html": "not_ocsp",
+    "http500": "http_error",
+    "garbage": "malformed",
+    "trylater": "try_later",
+    "unauthorized": "unauthorized",
+    "wrong-signer": "bad_signature",
+    "expired": "stale",
+    "future": "not_yet_valid",
+}
+
+
 RELIABILITY_MD = REPO_ROOT / "docs" / "reliability.md"
 RELIABILITY_TITLE = """# Reliability
 

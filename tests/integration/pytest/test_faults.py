@@ -138,54 +138,47 @@ FAULTS = {
 }
 
 
-@pytest.mark.parametrize("faults", FAULTS)
-def test_disable_fails_cleanly_on_each_faulty_host_and_goes_on_with_the_others(fleet, operator, faults):
+def run_with_faults(fleet, operator, faults: str, playbook: str, switched_off: set[str]) -> dict[str, dict]:
+    """``playbook`` scoped to www-beta with web1 and web2 faulty: each must fail with the fault's message and keep
+    everything as it was, clients seeing the sites ``switched_off`` before the run. Returns the report's rows."""
     make_faults, described = FAULTS[faults]
-    hosts = {name: fleet.host(name) for name in ("web1", "web2", "web3")}
     with ExitStack() as stack:
         said = make_faults(fleet, stack)
         before = fleet_state(fleet)
 
-        run = operator.run("disable_stapling", stapling_vhosts=WWW_BETA)
+        run = operator.run(playbook, stapling_vhosts=WWW_BETA)
 
         assert run.returncode != 0, run.output
         assert "Traceback" not in run.output, run.output
-        rows = assert_report_consistent(run, "disable_stapling")
+        rows = assert_report_consistent(run, playbook)
         for name in ("web1", "web2"):
             assert_faulty_host_kept(fleet, name, rows, before, said[name])
-            assert_clients_see(fleet, name, expected_staples(hosts[name]))
-            record(fleet, described[name], name, "disable", rows[name]["message"])
+            off = {site for site in switched_off if site.endswith(f".{name}.lab.test")}
+            assert_clients_see(fleet, name, expected_staples(fleet.host(name), switched_off=off))
+            record(fleet, described[name], name, playbook.split("_")[0], rows[name]["message"])
     assert rows["web3"]["status"] == "changed", rows["web3"]
     assert names_of(rows["web3"]["vhosts_changed"]) == {"www-beta.web3.lab.test"}
     assert_reloaded(fleet, "web3", before["web3"])
-    assert_clients_see(fleet, "web3", expected_staples(hosts["web3"], switched_off={"www-beta.web3.lab.test"}))
+    return rows
+
+
+@pytest.mark.parametrize("faults", FAULTS)
+def test_disable_fails_cleanly_on_each_faulty_host_and_goes_on_with_the_others(fleet, operator, faults):
+    run_with_faults(fleet, operator, faults, "disable_stapling", switched_off=set())
+    assert_clients_see(fleet, "web3", expected_staples(fleet.host("web3"), switched_off={"www-beta.web3.lab.test"}))
 
 
 @pytest.mark.parametrize("faults", FAULTS)
 def test_enable_fails_cleanly_on_each_faulty_host_and_goes_on_with_the_others(fleet, operator, faults):
-    make_faults, described = FAULTS[faults]
-    hosts = {name: fleet.host(name) for name in ("web1", "web2", "web3")}
+    hosts = ("web1", "web2", "web3")
     switched_off = fleet.run_playbook("apache_stapling.yml", list(hosts), {
         "stapling_state": "disabled", "stapling_vhosts": WWW_BETA})
     for name in hosts:
         assert switched_off[name]["changed"] and not switched_off[name].get("failed"), switched_off[name]
         fleet.reload(name)
-    with ExitStack() as stack:
-        said = make_faults(fleet, stack)
-        before = fleet_state(fleet)
 
-        run = operator.run("enable_stapling", stapling_vhosts=WWW_BETA)
-
-        assert run.returncode != 0, run.output
-        assert "Traceback" not in run.output, run.output
-        rows = assert_report_consistent(run, "enable_stapling")
-        for name in ("web1", "web2"):
-            assert_faulty_host_kept(fleet, name, rows, before, said[name])
-            assert_clients_see(fleet, name, expected_staples(hosts[name], switched_off={f"www-beta.{name}.lab.test"}))
-            record(fleet, described[name], name, "enable", rows[name]["message"])
-    assert rows["web3"]["status"] == "changed", rows["web3"]
-    assert_reloaded(fleet, "web3", before["web3"])
-    assert_clients_see(fleet, "web3", expected_staples(hosts["web3"]))
+    run_with_faults(fleet, operator, faults, "enable_stapling", switched_off={f"www-beta.{name}.lab.test" for name in hosts})
+    assert_clients_see(fleet, "web3", expected_staples(fleet.host("web3")))
 
 
 def teardown_module() -> None:

@@ -19,28 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import COLLECTIONS_ROOT, run_adhoc
+from conftest import COLLECTIONS_ROOT, FAULT_CLASSES, run_adhoc
 from ansible_collections.fleet.stapling.plugins.module_utils import ocsp_probe_run
 from ansible_collections.fleet.stapling.plugins.module_utils.ocsp_probe_run import Settings
 from fleetlab import pki, responder
 from fleetlab.testing import RunningLab
 
 RELOADED = "resuming normal operations"
-
-# What each fault mode of the lab responder must come out as, for a good certificate.
-FAULT_CLASSES = {
-    "ok": None,
-    "down": "connect_refused",
-    "hang": "timeout",
-    "html": "not_ocsp",
-    "http500": "http_error",
-    "garbage": "malformed",
-    "trylater": "try_later",
-    "unauthorized": "unauthorized",
-    "wrong-signer": "bad_signature",
-    "expired": "stale",
-    "future": "not_yet_valid",
-}
 
 
 class OcspLab:

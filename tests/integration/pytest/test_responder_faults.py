@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 from cryptography.x509 import ocsp
 
-from conftest import COLLECTIONS_ROOT, record_reliability, run_adhoc
+from conftest import COLLECTIONS_ROOT, FAULT_CLASSES, record_reliability, run_adhoc
 from fleetlab import pki, responder
 from fleetlab.testing import RunningLab
 
@@ -43,25 +43,17 @@ ANSIBLE_MARGIN = 25.0
 HOST = "web1"
 
 # Every mode of the lab responder, and the class ocsp_probe must give a good certificate asked there.
-EXPECTED = {
-    "ok": None,
-    "down": "connect_refused",
-    "hang": "timeout",
-    "html": "not_ocsp",
-    "http500": "http_error",
-    "garbage": "malformed",
-    "trylater": "try_later",
-    "unauthorized": "unauthorized",
-    "wrong-signer": "bad_signature",
-    "expired": "stale",
-    "future": "not_yet_valid",
-    "drip": "slow_response",
-    "huge": "too_large",
-    "huge-chunked": "too_large",
-    "huge-close": "too_large",
-    "redirect-other-host": "http_error",
-    "redirect-same-host": "http_error",
-}
+EXPECTED = dict(
+    FAULT_CLASSES,
+    **{
+        "drip": "slow_response",
+        "huge": "too_large",
+        "huge-chunked": "too_large",
+        "huge-close": "too_large",
+        "redirect-other-host": "http_error",
+        "redirect-same-host": "http_error",
+    },
+)
 _SENT = re.compile(r"sent=(\d+)/(\d+)")
 
 
