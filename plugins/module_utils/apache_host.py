@@ -81,6 +81,10 @@ class ApacheHost(object):
         """The tree on disk has changed: the next ``parse()`` reads it again."""
         self._parsed = None
 
+    def adopt_parsed(self, config):
+        """The tree on disk has changed into the one ``config`` was read from (with overrides): keep that."""
+        self._parsed = config
+
     def _read(self, overrides):
         return apache_config.parse_config(self.config_file, server_root=self.server_root,
                                           static_modules=self.static_modules, version=self.version,

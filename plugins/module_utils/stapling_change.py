@@ -57,12 +57,14 @@ def desired_from_params(params):
     )
 
 
-def change_stapling(host, desired, run, check_mode, move=apache_write.plain_move, backup=None, journal=None):
+def change_stapling(host, desired, run, check_mode, move=apache_write.plain_move, backup=None, journal=None,
+                    cache=None):
     """The plan, and unless in check mode the change. The caller holds the instance's lock; ``journal``
-    (run_journal.Journal) then records the pass while it writes, so that a run killed mid-way can be undone."""
+    (run_journal.Journal) then records the pass while it writes, so that a run killed mid-way can be undone.
+    ``cache`` (certificate_cache.CertificateFactsCache) gives what unchanged certificates said in earlier runs."""
     # what each certificate says, by (certificate, chain, CA file): read once, before and after the write alike
     certificates_read = {}
-    plan, rendered, facts, after = stapling_plan.plan_change(host.parse, desired, certificates_read)
+    plan, rendered, facts, after = stapling_plan.plan_change(host.parse, desired, certificates_read, cache)
     links = plan.links
     result = {
         "changed": bool(rendered or links or plan.store_dirs),
@@ -119,7 +121,14 @@ def change_stapling(host, desired, run, check_mode, move=apache_write.plain_move
         if journal is not None:
             _end_pass(journal)
         result["backups"] = backups if backup else {}
-        after = stapling_facts.stapling_facts(host.parse(), seen_certificates=certificates_read)
+        if plan.regenerated:
+            # cPanel's rebuild wrote those files: read them as it did, not as the plan expected it would
+            after = stapling_facts.stapling_facts(host.parse(), seen_certificates=certificates_read)
+        else:
+            # the disk now holds, under the lock, the very bytes the plan's check read (check_unchanged made
+            # sure nobody else wrote meanwhile): on a large host a third read of the tree cost more than ctl -t
+            host.adopt_parsed(plan.planned_config)
+            after = _with_certificates(after, facts)
     else:
         after = _with_certificates(after, facts)
     result["stapling"] = {"server": after["server"], "vhosts": after["vhosts"]}

@@ -121,12 +121,13 @@ def directive_facts(directive):
             "line": directive.lineno}
 
 
-def vhost_facts(config, vhost, ordinal, read_certificate=True, seen_certificates=None, reader=None):
+def vhost_facts(config, vhost, ordinal, read_certificate=True, seen_certificates=None, reader=None, cache=None):
     """Facts of one vhost; ``ordinal`` is its position among the vhosts of its file, which edits never move.
 
     ``seen_certificates`` remembers certificate facts by file across the vhosts of one host: on shared
     hosts thousands of vhosts serve a few hundred certificates. ``reader`` (a CertificateReader) reads
-    the chains and CA files they share once.
+    the chains and CA files they share once; ``cache`` (a CertificateFactsCache) keeps what unchanged
+    files said in an earlier run.
     """
     names = vhost_names(config, vhost)
     decider, decided_by = stapling_decider(config, vhost)
@@ -159,12 +160,18 @@ def vhost_facts(config, vhost, ordinal, read_certificate=True, seen_certificates
         files = (cert_files[0], chain_file, facts["ca_certificate_file"])
         seen = seen_certificates if seen_certificates is not None else {}
         if files not in seen:
-            try:
-                seen[files] = (certificate_facts(*files, reader=reader), None)
-            except certificates.CertificateError as exc:
-                seen[files] = (None, str(exc))
+            seen[files] = (cache.lookup(files, certificate_facts_or_error, reader) if cache is not None
+                           else certificate_facts_or_error(files, reader))
         facts["certificate"], facts["certificate_error"] = seen[files]
     return facts
+
+
+def certificate_facts_or_error(files, reader):
+    """``certificate_facts`` of (certificate, chain, CA file) and None, or None and why they cannot be read."""
+    try:
+        return certificate_facts(*files, reader=reader), None
+    except certificates.CertificateError as exc:
+        return None, str(exc)
 
 
 def certificate_facts(cert_file, chain_file, ca_file, reader=None):
@@ -243,9 +250,10 @@ def findings(config, server, vhosts):
     return found
 
 
-def stapling_facts(config, read_certificates=True, seen_certificates=None):
+def stapling_facts(config, read_certificates=True, seen_certificates=None, cache=None):
     """The facts of the whole config. ``seen_certificates``, a dict, carries what the certificates say from one
-    call to the next within a run (a change never edits a certificate), so that they are read once."""
+    call to the next within a run (a change never edits a certificate), so that they are read once; ``cache``
+    (certificate_cache.CertificateFactsCache) carries it from one run to the next."""
     vhosts = []
     per_file = {}
     seen_certificates = {} if seen_certificates is None else seen_certificates
@@ -254,7 +262,7 @@ def stapling_facts(config, read_certificates=True, seen_certificates=None):
         for vhost in config.virtual_hosts():
             ordinal = per_file[vhost.path] = per_file.get(vhost.path, -1) + 1
             if is_ssl_vhost(config, vhost):
-                vhosts.append(vhost_facts(config, vhost, ordinal, read_certificates, seen_certificates, reader))
+                vhosts.append(vhost_facts(config, vhost, ordinal, read_certificates, seen_certificates, reader, cache))
     server = server_facts(config)
     return {
         "server": server,

@@ -87,6 +87,7 @@ class Plan(object):
         self.store_seeds = []  # good responses to put in mod_md's store before Must-Staple vhosts move to it
         self.store_dirs = []  # mod_md's store and its missing parents, to make before the reload
         self.kept_ids = set()  # those and the mod_md vhosts with no responder, which mod_md left on leaves as is
+        self.planned_config = None  # the tree as it reads with the edits made, which verify_planned checked
 
     def add(self, edit):
         if edit is not None:
@@ -153,12 +154,12 @@ def derive_cache(server_root, session, stapling_vhost_count):
     return "shmcb:%s(%d)" % (os.path.join(server_root, "logs", "ssl_stapling"), size)
 
 
-def plan_change(parse, desired, seen_certificates=None):
+def plan_change(parse, desired, seen_certificates=None, cache=None):
     """The whole plan: quotes fixed first, then the stapling change planned on the fixed tree, then checked.
 
     ``parse(overrides)`` reads the tree (with planned contents for some paths). Returns the plan, the
     rendered changes {path: (old bytes or None, new bytes)} and the facts before and after.
-    ``seen_certificates`` (see ``stapling_facts``) keeps what the certificates say for a later read.
+    ``seen_certificates`` and ``cache`` (see ``stapling_facts``) keep what the certificates say for later reads.
     """
     config = parse(None)
     fixes = Plan()
@@ -176,7 +177,7 @@ def plan_change(parse, desired, seen_certificates=None):
             for path, (old, new) in switched.items():
                 fixed[path] = (fixed[path][0] if path in fixed else old, new)
             config = parse(dict((path, new) for path, (_old, new) in fixed.items()))
-    facts = stapling_facts.stapling_facts(config, seen_certificates=seen_certificates)
+    facts = stapling_facts.stapling_facts(config, seen_certificates=seen_certificates, cache=cache)
     plan = plan_stapling(config, facts, desired)
     # what the reader could not see (vhosts made by <Macro>) is as much the operator's business as what we fixed
     plan.warnings[:0] = fixes.warnings + [warning for warning in config.warnings if "<Macro" in warning
@@ -184,9 +185,9 @@ def plan_change(parse, desired, seen_certificates=None):
     rendered = dict(fixed)
     for path, (old, new) in apache_edit.render_edits(config, plan.edits).items():
         rendered[path] = (fixed[path][0] if path in fixed else old, new)
-    after = verify_planned(parse, rendered, desired,
-                           set(v["key"] for v in plan.selected if v["id"] not in plan.kept_ids),
-                           plan.links, plan.regenerated)
+    plan.planned_config, after = verify_planned(parse, rendered, desired,
+                                                set(v["key"] for v in plan.selected if v["id"] not in plan.kept_ids),
+                                                plan.links, plan.regenerated)
     return plan, rendered, facts, after
 
 
@@ -356,6 +357,7 @@ def verify_planned(reparse, rendered, desired, selected_keys, links=None, regene
     This is what catches a change that cannot stick (a later directive overriding it) and a stapling setup
     that ``apachectl -t`` accepts but httpd refuses at reload (no SSLStaplingCache, or its module missing).
     ``reparse(overrides)`` parses the tree with planned file contents; ``rendered`` maps path -> (old, new).
+    Returns that tree and its facts (without the certificates', which edits never change).
     """
     overrides = dict((path, new) for path, (_old, new) in rendered.items())
     for link, target in (links or {}).items():
@@ -376,7 +378,7 @@ def verify_planned(reparse, rendered, desired, selected_keys, links=None, regene
     problems.extend(post_config_problems(config, facts))
     if problems:
         raise StaplingError("the planned change would not work: " + "; ".join(problems))
-    return facts
+    return config, facts
 
 
 def post_config_problems(config, facts):

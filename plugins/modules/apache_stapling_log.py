@@ -537,11 +537,13 @@ from ansible_collections.fleet.stapling.plugins.module_utils.apache_host import 
     ApacheHostError,
     module_runner,
 )
+from ansible_collections.fleet.stapling.plugins.module_utils.short_lived_process import without_cycle_collection
 
 LOG_ERRORS = (ApacheConfigError, ApacheHostError, stapling_log.StaplingLogError)
 
 
 def main():
+    without_cycle_collection()
     module = AnsibleModule(
         argument_spec=dict(
             discover=dict(type="bool", default=True),

@@ -818,6 +818,7 @@ from ansible_collections.fleet.stapling.plugins.module_utils.apache_host import 
     module_runner,
 )
 from ansible_collections.fleet.stapling.plugins.module_utils.stapling_change import STAPLING_ERRORS
+from ansible_collections.fleet.stapling.plugins.module_utils.short_lived_process import without_cycle_collection
 
 PROBE_ERRORS = STAPLING_ERRORS + (ocsp_probe_run.ProbeInputError,)
 
@@ -871,6 +872,7 @@ def gather(module, params, ca_bundle_certs):
 
 
 def main():
+    without_cycle_collection()
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = module.params
     cryptography_problem = certificates.cryptography_problem()
