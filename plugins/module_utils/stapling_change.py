@@ -54,6 +54,7 @@ def desired_from_params(params):
         cpanel_root=params.get("cpanel_root") or apache_instance.CPANEL_ROOT,
         engine=params.get("engine"),
         keep_stored_staples=params.get("keep_stored_staples", True),
+        without_ocsp_url=params.get("without_ocsp_url") or stapling_plan.stapling_eligibility.WITHOUT_URL_OFF,
     )
 
 
@@ -77,6 +78,7 @@ def change_stapling(host, desired, run, check_mode, move=apache_write.plain_move
         "kept_from_store": plan.kept_from_store,
         "store_seeded": [dict((k, seed[k]) for k in ("vhost", "file", "valid_until")) for seed in plan.store_seeds],
         "vhost_changes": plan.vhost_changes,
+        "off_without_url": plan.off_without_url,
         "selected_vhosts": [v["id"] for v in plan.selected],
         "apache_version": host.version_string,
         "warnings": plan.warnings,

@@ -21,6 +21,7 @@ from ansible_collections.fleet.stapling.plugins.module_utils import (
     apache_edit,
     apache_instance,
     md_engine,
+    stapling_eligibility,
     stapling_facts,
 )
 from ansible_collections.fleet.stapling.plugins.module_utils.stapling_writer import (
@@ -50,7 +51,8 @@ class Desired(object):
 
     def __init__(self, state=None, vhosts=None, ocsp_hosts=None, cache=None, tunables=None,
                  ca_certificate_file=None, force=False, protected_files=None, server_file=None,
-                 cpanel_root=apache_instance.CPANEL_ROOT, engine=None, keep_stored_staples=True):
+                 cpanel_root=apache_instance.CPANEL_ROOT, engine=None, keep_stored_staples=True,
+                 without_ocsp_url=stapling_eligibility.WITHOUT_URL_OFF):
         self.state = state
         self.vhosts = list(vhosts or [])
         self.ocsp_hosts = [h.lower() for h in (ocsp_hosts or [])]
@@ -63,6 +65,7 @@ class Desired(object):
         self.cpanel_root = cpanel_root
         self.engine = engine  # None: leave the engine as it is; "mod_ssl" or "mod_md"
         self.keep_stored_staples = keep_stored_staples
+        self.without_ocsp_url = without_ocsp_url  # see stapling_eligibility
 
     @property
     def selective(self):
@@ -88,6 +91,7 @@ class Plan(object):
         self.store_dirs = []  # mod_md's store and its missing parents, to make before the reload
         self.kept_ids = set()  # those and the mod_md vhosts with no responder, which mod_md left on leaves as is
         self.planned_config = None  # the tree as it reads with the edits made, which verify_planned checked
+        self.off_without_url = []  # enabling: ids of the selected vhosts kept off for want of an OCSP URL
 
     def add(self, edit):
         if edit is not None:
@@ -185,9 +189,12 @@ def plan_change(parse, desired, seen_certificates=None, cache=None):
     rendered = dict(fixed)
     for path, (old, new) in apache_edit.render_edits(config, plan.edits).items():
         rendered[path] = (fixed[path][0] if path in fixed else old, new)
+    left_out = plan.kept_ids.union(plan.off_without_url)
     plan.planned_config, after = verify_planned(parse, rendered, desired,
-                                                set(v["key"] for v in plan.selected if v["id"] not in plan.kept_ids),
-                                                plan.links, plan.regenerated)
+                                                set(v["key"] for v in plan.selected if v["id"] not in left_out),
+                                                plan.links, plan.regenerated,
+                                                set(v["key"] for v in facts["vhosts"] if v["id"] in left_out
+                                                    and v["id"] in plan.off_without_url))
     return plan, rendered, facts, after
 
 
@@ -215,13 +222,21 @@ def plan_stapling(config, facts, desired):
         _plan_cache(config, writer, facts, desired, plan, needed=False)
     elif desired.state in ("enabled", "disabled"):
         wanted = desired.state == "enabled"
+        no_url, also = frozenset(), []
+        if wanted:
+            off, warnings = stapling_eligibility.split_without_url(plan.selected, desired.without_ocsp_url)
+            # a selection by OCSP host never matches these; those stapling now go off too, as no client can
+            # tell (they had nothing to staple) and httpd stops complaining about them
+            also = stapling_eligibility.stapling_without_url(facts["vhosts"], plan.selected, desired.without_ocsp_url)
+            plan.off_without_url = [v["id"] for v in off + also]
+            plan.warnings.extend(warnings)
+            no_url = frozenset(plan.off_without_url)
         if desired.selective:
-            _plan_selected(config, writer, plan, sections, wanted, kept)
+            _plan_selected(config, writer, plan, sections, wanted, kept, no_url, also)
         else:
-            _plan_everything(config, writer, plan, sections, facts, wanted, kept)
+            _plan_everything(config, writer, plan, sections, facts, wanted, kept, no_url)
         if wanted:
             _plan_cache(config, writer, facts, desired, plan)
-            _warn_without_ocsp_url(plan)
     for option, directive in TUNABLES:
         value = desired.tunables.get(option)
         if value is not None:
@@ -233,7 +248,8 @@ def plan_stapling(config, facts, desired):
     return plan
 
 
-def _plan_everything(config, writer, plan, sections, facts, wanted, kept=frozenset()):
+def _plan_everything(config, writer, plan, sections, facts, wanted, kept=frozenset(), no_url=frozenset()):
+    """``no_url``: ids of vhosts to keep off in their own scope while the server default goes on."""
     if facts["server"]["stapling"] != wanted:
         writer.set_server("SSLUseStapling", [_on_off(wanted)], "server default")
     if not wanted and config.has_module("md") and not kept:
@@ -241,20 +257,24 @@ def _plan_everything(config, writer, plan, sections, facts, wanted, kept=frozens
     for vhost in facts["vhosts"]:
         section = sections[_location(vhost)]
         own = config.inside(section, "SSLUseStapling")
-        if own and stapling_facts.is_on(own[-1].first_arg()) != wanted:
+        want = wanted and vhost["id"] not in no_url
+        if vhost["id"] in no_url:
+            writer.set_vhost(section, "SSLUseStapling", ["off"], "%s has no OCSP URL" % vhost["id"])
+        elif own and stapling_facts.is_on(own[-1].first_arg()) != wanted:
             writer.set_vhost(section, "SSLUseStapling", [_on_off(wanted)], vhost["id"])
-        if vhost["stapling"] != wanted and vhost["id"] not in kept:
-            plan.vhost_changes.append({"vhost": vhost["id"], "stapling": wanted})
+        if vhost["stapling"] != want and vhost["id"] not in kept:
+            plan.vhost_changes.append({"vhost": vhost["id"], "stapling": want})
 
 
-def _plan_selected(config, writer, plan, sections, wanted, kept=frozenset()):
-    for vhost in plan.selected:
-        if vhost["stapling"] == wanted or vhost["id"] in kept:
+def _plan_selected(config, writer, plan, sections, wanted, kept=frozenset(), no_url=frozenset(), also=()):
+    for vhost in plan.selected + list(also):
+        want = wanted and vhost["id"] not in no_url
+        if vhost["stapling"] == want or vhost["id"] in kept:
             continue
-        writer.set_vhost(sections[_location(vhost)], "SSLUseStapling", [_on_off(wanted)], vhost["id"])
-        if not wanted and vhost["stapling_engine"] == "mod_md":
+        writer.set_vhost(sections[_location(vhost)], "SSLUseStapling", [_on_off(want)], vhost["id"])
+        if not want and vhost["stapling_engine"] == "mod_md":
             _switch_md_stapling_off_for(config, writer, vhost)
-        plan.vhost_changes.append({"vhost": vhost["id"], "stapling": wanted})
+        plan.vhost_changes.append({"vhost": vhost["id"], "stapling": want})
 
 
 def _switch_md_stapling_off_for(config, writer, vhost):
@@ -302,14 +322,6 @@ def _guard_must_staple(selected, desired):
             % ", ".join(must_staple))
 
 
-def _warn_without_ocsp_url(plan):
-    for vhost in plan.selected:
-        certificate = vhost.get("certificate") or {}
-        if vhost.get("certificate") and not certificate.get("ocsp_url") and not vhost.get("force_url"):
-            plan.warnings.append("%s: the certificate has no OCSP URL, so there is nothing to staple for it"
-                                 % vhost["id"])
-
-
 def _fix_typographic_quotes(config, writer, plan):
     for name in stapling_facts.STAPLING_DIRECTIVES:
         for directive in config.active(name):
@@ -351,12 +363,13 @@ def _disk_bytes(path):
         return b""
 
 
-def verify_planned(reparse, rendered, desired, selected_keys, links=None, regenerated=None):
+def verify_planned(reparse, rendered, desired, selected_keys, links=None, regenerated=None, off_keys=frozenset()):
     """Re-read the tree as it would be after the edits and check it does what was asked.
 
     This is what catches a change that cannot stick (a later directive overriding it) and a stapling setup
     that ``apachectl -t`` accepts but httpd refuses at reload (no SSLStaplingCache, or its module missing).
     ``reparse(overrides)`` parses the tree with planned file contents; ``rendered`` maps path -> (old, new).
+    ``off_keys`` are vhosts that must end up not stapling (kept off for want of an OCSP URL).
     Returns that tree and its facts (without the certificates', which edits never change).
     """
     overrides = dict((path, new) for path, (_old, new) in rendered.items())
@@ -375,6 +388,9 @@ def verify_planned(reparse, rendered, desired, selected_keys, links=None, regene
                 where = "%s:%s" % (decider["file"], decider["line"]) if decider else "httpd's default"
                 problems.append("%s would still have stapling %s (decided by %s)"
                                 % (vhost["id"], _on_off(not wanted), where))
+    for vhost in facts["vhosts"]:
+        if vhost["key"] in off_keys and vhost["stapling"]:
+            problems.append("%s would still have stapling on without an OCSP URL" % vhost["id"])
     problems.extend(post_config_problems(config, facts))
     if problems:
         raise StaplingError("the planned change would not work: " + "; ".join(problems))

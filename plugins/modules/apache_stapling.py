@@ -101,6 +101,21 @@ options:
     type: list
     elements: str
     default: []
+  without_ocsp_url:
+    description:
+      - With O(state=enabled), what to do with a selected vhost whose certificate has no OCSP URL (and no
+        C(SSLStaplingForceURL)), such as every certificate Let's Encrypt has issued since May 2025.
+      - V(off) switches stapling off in that vhost's own scope while the others staple, so that httpd no longer logs
+        AH02218 and AH02604 for its certificate at every start and reload (AH02814 for each further vhost sharing
+        it). It is decided again at every run from the certificate served then, so a renewal that brings an OCSP
+        URL back switches the vhost on at the next run. The vhosts it keeps off are listed in RV(off_without_url).
+      - V(leave) switches such vhosts on like the others, with a warning for each.
+      - A Must-Staple certificate without an OCSP URL is never switched off for this; it gets a warning, as no
+        staple can ever be served for it.
+      - Vhosts stapled by mod_md are left to mod_md.
+    type: str
+    choices: ["off", "leave"]
+    default: "off"
   force:
     description:
       - Disable stapling even for vhosts whose certificate is OCSP Must-Staple.
@@ -367,6 +382,14 @@ vhost_changes:
   type: list
   elements: dict
   sample: [{vhost: "shop.example.com (/etc/apache2/sites-enabled/shop.conf:1)", stapling: false}]
+off_without_url:
+  description:
+    - With O(state=enabled) and O(without_ocsp_url=off), the ids of the selected vhosts kept (or switched) off
+      because their certificate has no OCSP URL.
+  returned: always
+  type: list
+  elements: str
+  sample: ["blog.example.com (/etc/apache2/sites-enabled/blog.conf:1)"]
 selected_vhosts:
   description: The ids of the SSL vhosts the selection matched (all of them without O(vhosts) and O(ocsp_hosts)).
   returned: always
@@ -392,6 +415,16 @@ stapling:
       elements: dict
       returned: always
   sample: {server: {stapling: false, stapling_cache: "shmcb:/run/apache2/ssl_stapling(128000)"}, vhosts: []}
+census:
+  description:
+    - The host's certificates per issuing CA after the change (in check mode, as they would be), counted as
+      RV(fleet.stapling.apache_stapling_info#module:census) counts them, for fleet reports.
+  returned: when the stapling state or settings were asked for (not with O(undo), O(reload) or O(discard_backups))
+  type: dict
+  sample: {issuers: [{issuer: Example CA, certificates: 2, with_ocsp_url: 1, must_staple: 0, vhosts: 3,
+                      vhosts_stapling: 2, vhosts_stapling_without_ocsp_url: 0}],
+           vhosts: 3, vhosts_stapling: 2, vhosts_unknown_certificate: 0, stapling_configured: true,
+           stapling_serves_nothing: false}
 certificate_cache:
   description:
     - What the served certificates said, kept between runs in O(state_dir) (C(certificate-facts.json)) and keyed by
@@ -539,6 +572,7 @@ from ansible_collections.fleet.stapling.plugins.module_utils import (
     certificates,
     host_lock,
     run_journal,
+    stapling_census,
 )
 from ansible_collections.fleet.stapling.plugins.module_utils.stapling_change import (
     STAPLING_ERRORS,
@@ -567,6 +601,7 @@ def main():
             state=dict(type="str", choices=["enabled", "disabled"]),
             engine=dict(type="str", choices=["mod_ssl", "mod_md"]),
             keep_stored_staples=dict(type="bool", default=True),
+            without_ocsp_url=dict(type="str", choices=["off", "leave"], default="off"),
             vhosts=dict(type="list", elements="str", default=[]),
             ocsp_hosts=dict(type="list", elements="str", default=[]),
             force=dict(type="bool", default=False),
@@ -653,6 +688,8 @@ def change_or_undo(module, host, run, journal):
     cache.save()
     result["certificate_cache"] = {"path": cache.path, "reused": cache.hits, "read": cache.misses,
                                    "problem": cache.problem}
+    # counted from the full facts, before they are cut down below
+    result["census"] = stapling_census.host_census(result["stapling"]["vhosts"])
     # what each vhost now does, not everything apache_stapling_info says about it (its certificate's facts
     # made up most of a large host's result, and Ansible encodes every byte of it)
     result["stapling"]["vhosts"] = [dict((key, vhost.get(key)) for key in VHOST_RESULT_KEYS)

@@ -17,6 +17,8 @@ description:
     for it, with the directive that decides it.
   - Also reports the server-scope stapling directives, C(SSLSessionCache), the Apache version and whether the socache
     module that the stapling cache needs is loaded.
+  - Adds a census of the host's certificates per issuing CA (RV(census)), small enough to gather from a whole
+    fleet, and the certbot renewal files that still ask for OCSP Must-Staple (RV(renewal_traps)).
   - Changes nothing; meant for audits and for playbook conditions.
 requirements:
   - cryptography >= 3.4.8 on the managed host (the distribution's C(python3-cryptography) is enough on Debian 12,
@@ -35,7 +37,25 @@ attributes:
   idempotent:
     support: full
     description: Reading twice gives the same report.
-options: {}
+options:
+  certbot_renewal_dir:
+    description:
+      - Where certbot keeps its renewal files (C(<name>.conf), one per certificate lineage). Each is read for a
+        C(must_staple) option that is true in its C([renewalparams]) section (RV(renewal_traps)).
+      - Only those files are read; the certificates and keys they name are never opened. A directory that does not
+        exist (no certbot on the host) gives no traps.
+    type: path
+    default: /etc/letsencrypt/renewal
+    version_added: 1.1.0
+  state_dir:
+    description:
+      - The directory M(fleet.stapling.apache_stapling) keeps its state in (O(fleet.stapling.apache_stapling#module:state_dir)).
+        What the served certificates say is kept there between runs (C(certificate-facts.json), keyed by each
+        file's inode, size and times), so that only new or changed certificate files are read; this module uses
+        it and keeps it up to date. It is only a cache: a directory that cannot be written costs time, nothing else.
+    type: path
+    default: /var/lib/fleet-stapling
+    version_added: 1.1.0
 seealso:
   - module: fleet.stapling.apache_stapling
 """
@@ -47,6 +67,15 @@ EXAMPLES = r"""
     config_file: "{{ stapling_apache_config_file | default(omit) }}"
     server_root: "{{ stapling_apache_server_root | default(omit) }}"
   register: stapling_info
+
+- name: Name the certbot lineages whose next renewal Let's Encrypt will refuse
+  ansible.builtin.debug:
+    msg: "{{ item.file }}:{{ item.line }} asks for Must-Staple ({{ item.certificate }})"
+  loop: "{{ stapling_info.renewal_traps | selectattr('error', 'none') }}"
+
+- name: Fail when stapling is on but the host serves no certificate with an OCSP URL
+  ansible.builtin.assert:
+    that: not stapling_info.census.stapling_serves_nothing
 
 - name: Fail when a Must-Staple certificate is served without stapling
   ansible.builtin.assert:
@@ -288,6 +317,75 @@ findings:
   type: list
   elements: dict
   sample: [{code: fake_try_later, message: "SSLStaplingReturnResponderErrors and SSLStaplingFakeTryLater are on ..."}]
+census:
+  description:
+    - The host's certificates per issuing CA, counted from RV(vhosts), for fleet reports.
+    - C(issuers) has one entry per CA (by the issuer's CN, else its full name) with C(certificates) (distinct
+      certificates), C(with_ocsp_url) and C(must_staple) (how many of them have an OCSP URL and the Must-Staple
+      extension), C(vhosts) (vhosts serving them), C(vhosts_stapling) (those stapling is on for) and
+      C(vhosts_stapling_without_ocsp_url) (stapling on for a certificate without an OCSP URL and no
+      C(SSLStaplingForceURL), for which httpd logs AH02218 at every start and staples nothing).
+    - C(stapling_serves_nothing) is true when stapling is on for some vhost (C(stapling_configured)) but every one
+      of them serves a certificate without an OCSP URL, so that the host staples nothing at all.
+  returned: always
+  type: dict
+  contains:
+    issuers:
+      description: Per issuing CA, sorted by name.
+      type: list
+      elements: dict
+    vhosts:
+      description: The SSL vhosts.
+      type: int
+    vhosts_stapling:
+      description: The SSL vhosts stapling is on for.
+      type: int
+    vhosts_unknown_certificate:
+      description: The vhosts whose certificate could not be read, counted under no CA.
+      type: int
+    stapling_configured:
+      description: Whether stapling is on for any vhost.
+      type: bool
+    stapling_serves_nothing:
+      description: Whether stapling is on for some vhosts, none of which has a certificate it could be stapled for.
+      type: bool
+  sample: {issuers: [{issuer: R11, certificates: 3, with_ocsp_url: 0, must_staple: 0, vhosts: 5, vhosts_stapling: 5,
+                      vhosts_stapling_without_ocsp_url: 5}],
+           vhosts: 5, vhosts_stapling: 5, vhosts_unknown_certificate: 0, stapling_configured: true,
+           stapling_serves_nothing: true}
+  version_added: 1.1.0
+renewal_traps:
+  description:
+    - The certbot renewal files under O(certbot_renewal_dir) that ask for OCSP Must-Staple (C(must_staple = True) in
+      C([renewalparams])). Let's Encrypt no longer issues Must-Staple certificates, so certbot's next renewal of
+      such a lineage fails and the old certificate runs out unless the option is removed.
+    - A renewal file (or the directory) that cannot be read is listed too, with C(error) set and no C(line), as it
+      may hold a trap. Empty when there is no such directory.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    file:
+      description: The renewal file.
+      type: str
+    line:
+      description: The line of the C(must_staple) option (1-based), or null for a file that could not be read.
+      type: int
+    text:
+      description: That line as written, or null.
+      type: str
+    certificate:
+      description: The certificate lineage, the file name without C(.conf) (what C(certbot --cert-name) takes).
+      type: str
+    cert_path:
+      description: The C(cert) path the renewal file names (never opened), or null.
+      type: str
+    error:
+      description: Why the file could not be read, or null for a Must-Staple trap.
+      type: str
+  sample: [{file: /etc/letsencrypt/renewal/shop.example.com.conf, line: 14, text: "must_staple = True",
+            certificate: shop.example.com, cert_path: /etc/letsencrypt/live/shop.example.com/cert.pem, error: null}]
+  version_added: 1.1.0
 files:
   description: Every configuration file that was read, in the order httpd reads them.
   returned: always
@@ -306,8 +404,12 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleet.stapling.plugins.module_utils import (
     apache_instance,
+    certbot_renewal,
+    certificate_cache,
     certificates,
+    host_lock,
     md_store,
+    stapling_census,
     stapling_facts,
 )
 from ansible_collections.fleet.stapling.plugins.module_utils.apache_host import (
@@ -315,6 +417,7 @@ from ansible_collections.fleet.stapling.plugins.module_utils.apache_host import 
     discover_from_params,
     module_runner,
 )
+from ansible_collections.fleet.stapling.plugins.module_utils.short_lived_process import without_cycle_collection
 from ansible_collections.fleet.stapling.plugins.module_utils.stapling_change import STAPLING_ERRORS
 
 
@@ -328,8 +431,13 @@ def _with_md_store(config, facts):
 
 
 def main():
+    without_cycle_collection()
     module = AnsibleModule(
-        argument_spec=dict(**INSTANCE_ARGUMENT_SPEC),
+        argument_spec=dict(
+            certbot_renewal_dir=dict(type="path", default=certbot_renewal.DEFAULT_RENEWAL_DIR),
+            state_dir=dict(type="path", default=host_lock.DEFAULT_STATE_DIR),
+            **INSTANCE_ARGUMENT_SPEC
+        ),
         supports_check_mode=True,
     )
     cryptography_problem = certificates.cryptography_problem()
@@ -338,14 +446,21 @@ def main():
     try:
         host = discover_from_params(module_runner(module), module.params)
         config = host.parse()
-        facts = stapling_facts.stapling_facts(config)
+        cache = certificate_cache.CertificateFactsCache(module.params["state_dir"])
+        facts = stapling_facts.stapling_facts(config, cache=cache)
+        cache.save()
         _with_md_store(config, facts)
     except STAPLING_ERRORS as exc:
         module.fail_json(msg=str(exc))
+    renewal_traps = certbot_renewal.renewal_traps(module.params["certbot_renewal_dir"])
     for warning in facts.pop("warnings"):
         module.warn(warning)
+    for unreadable in (trap for trap in renewal_traps if trap["error"]):
+        module.warn("certbot renewal file %s %s; it may ask for Must-Staple" % (unreadable["file"], unreadable["error"]))
     module.exit_json(changed=False, apache_version=host.version_string, config_file=host.config_file,
-                     pid_file=host.pid_file(config), master_pid=host.master_pid(config), instance=apache_instance.describe(host, config), **facts)
+                     pid_file=host.pid_file(config), master_pid=host.master_pid(config),
+                     instance=apache_instance.describe(host, config), census=stapling_census.host_census(facts["vhosts"]),
+                     renewal_traps=renewal_traps, **facts)
 
 
 if __name__ == "__main__":

@@ -122,7 +122,7 @@ def test_selection_matching_nothing_warns_and_changes_nothing(tree):
 def test_enabling_without_a_cache_derives_one_from_the_session_cache(tree):
     ssl_conf = tree / "conf.d" / "ssl.conf"
     ssl_conf.write_text("SSLSessionCache shmcb:/run/httpd/sslcache(512000)\n")
-    plan, rendered = plan_for(tree, state="enabled")
+    plan, rendered = plan_for(tree, state="enabled", without_ocsp_url="leave")
     assert sorted(rendered) == [str(tree / "conf.d" / "fleet-stapling.conf")]
     assert settings_lines(rendered, tree) == [
         b"SSLUseStapling on", b"SSLStaplingCache shmcb:/run/httpd/ssl_stapling(128000)"]
@@ -309,7 +309,7 @@ def test_server_file_receives_new_server_scope_directives(tree):
     (tree / "conf.d" / "ssl.conf").write_text("SSLSessionCache shmcb:/run/httpd/sslcache(512000)\n")
     target = tree / "conf.d" / "zz-stapling.conf"
     target.write_text("# stapling settings\n")
-    _plan, rendered = plan_for(tree, state="enabled", server_file=str(target))
+    _plan, rendered = plan_for(tree, state="enabled", server_file=str(target), without_ocsp_url="leave")
     assert sorted(rendered) == [str(target)]
     assert rendered[str(target)][1].splitlines()[1:] == [
         b"SSLUseStapling on", b"SSLStaplingCache shmcb:/run/httpd/ssl_stapling(128000)"]
