@@ -49,10 +49,12 @@ options:
     version_added: 1.1.0
   state_dir:
     description:
-      - The directory M(fleet.stapling.apache_stapling) keeps its state in (O(fleet.stapling.apache_stapling#module:state_dir)).
-        What the served certificates say is kept there between runs (C(certificate-facts.json), keyed by each
+      - The directory M(fleet.stapling.apache_stapling) keeps its state in, see
+        O(fleet.stapling.apache_stapling#module:state_dir).
+      - What the served certificates say is kept there between runs (C(certificate-facts.json), keyed by each
         file's inode, size and times), so that only new or changed certificate files are read; this module uses
-        it and keeps it up to date. It is only a cache: a directory that cannot be written costs time, nothing else.
+        it and keeps it up to date.
+      - It is only a cache. A directory that cannot be written costs time, nothing else.
     type: path
     default: /var/lib/fleet-stapling
     version_added: 1.1.0

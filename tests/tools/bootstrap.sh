@@ -167,4 +167,7 @@ install_system_packages
 create_venv
 install_test_requirements
 write_get_pip_shim
+# ansible-rulebook (its own venv, .venv-eda/, and Debian's JDK) for the event-driven rulebook's tests
+"$REPO_ROOT/tests/tools/install_eda.sh" \
+    || say "ansible-rulebook not installed: test_eda_rulebook.py skips its ansible-rulebook tests (CI fails them)"
 say "toolchain ready in $VENV: ansible-core $("$PY" -c 'from ansible.release import __version__; print(__version__)')"

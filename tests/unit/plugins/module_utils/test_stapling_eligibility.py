@@ -11,12 +11,12 @@ import pytest
 from ansible_collections.fleet.stapling.plugins.module_utils import stapling_facts, stapling_plan
 from ansible_collections.fleet.stapling.plugins.module_utils.apache_config import parse_config
 from ansible_collections.fleet.stapling.tests.unit.plugins.module_utils.certificate_factory import TestCA, pem
-from ansible_collections.fleet.stapling.tests.unit.plugins.module_utils.test_stapling_plan import (  # noqa: F401
+from ansible_collections.fleet.stapling.tests.unit.plugins.module_utils.test_stapling_plan import (
     ALPHA_URL,
     apply,
     plan_for,
-    tree,
 )
+from ansible_collections.fleet.stapling.tests.unit.plugins.module_utils.test_stapling_plan import tree  # noqa: F401  # pylint: disable=unused-import
 
 
 def stapling_by_name(root):
