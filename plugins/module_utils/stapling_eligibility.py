@@ -52,8 +52,9 @@ def split_without_url(vhosts, choice):
 
 
 def stapling_without_url(vhosts, selected, choice):
-    """The vhosts outside ``selected`` that staple with mod_ssl now although nothing can be stapled for them: with
-    ``off`` they go off as well, whatever the selection, unless Must-Staple (see ``split_without_url``)."""
+    """The vhosts outside ``selected`` that mod_ssl staples now although nothing can be stapled for them: with
+    ``off`` they go off as well (not Must-Staple ones, see ``split_without_url``). No client can tell the
+    difference, as they had nothing to staple; httpd stops logging its errors about them."""
     if choice != WITHOUT_URL_OFF:
         return []
     chosen = set(v["id"] for v in selected)

@@ -193,8 +193,7 @@ def plan_change(parse, desired, seen_certificates=None, cache=None):
     plan.planned_config, after = verify_planned(parse, rendered, desired,
                                                 set(v["key"] for v in plan.selected if v["id"] not in left_out),
                                                 plan.links, plan.regenerated,
-                                                set(v["key"] for v in facts["vhosts"] if v["id"] in left_out
-                                                    and v["id"] in plan.off_without_url))
+                                                set(v["key"] for v in facts["vhosts"] if v["id"] in plan.off_without_url))
     return plan, rendered, facts, after
 
 
@@ -225,9 +224,11 @@ def plan_stapling(config, facts, desired):
         no_url, also = frozenset(), []
         if wanted:
             off, warnings = stapling_eligibility.split_without_url(plan.selected, desired.without_ocsp_url)
-            # a selection by OCSP host never matches these; those stapling now go off too, as no client can
-            # tell (they had nothing to staple) and httpd stops complaining about them
-            also = stapling_eligibility.stapling_without_url(facts["vhosts"], plan.selected, desired.without_ocsp_url)
+            if not desired.vhosts:
+                # a selection by OCSP host never holds a certificate without one, yet auto mode and an enable
+                # while some responder is down only ever select that way: those vhosts go off in such runs too
+                also = stapling_eligibility.stapling_without_url(facts["vhosts"], plan.selected,
+                                                                 desired.without_ocsp_url)
             plan.off_without_url = [v["id"] for v in off + also]
             plan.warnings.extend(warnings)
             no_url = frozenset(plan.off_without_url)

@@ -112,6 +112,8 @@ options:
       - V(leave) switches such vhosts on like the others, with a warning for each.
       - A Must-Staple certificate without an OCSP URL is never switched off for this; it gets a warning, as no
         staple can ever be served for it.
+      - With O(ocsp_hosts) (which never select such a vhost), those stapling now are switched off as well; with
+        O(vhosts), no other vhost is touched.
       - Vhosts stapled by mod_md are left to mod_md.
     type: str
     choices: ["off", "leave"]
@@ -384,8 +386,8 @@ vhost_changes:
   sample: [{vhost: "shop.example.com (/etc/apache2/sites-enabled/shop.conf:1)", stapling: false}]
 off_without_url:
   description:
-    - With O(state=enabled) and O(without_ocsp_url=off), the ids of the selected vhosts kept (or switched) off
-      because their certificate has no OCSP URL.
+    - With O(state=enabled) and O(without_ocsp_url=off), the ids of the vhosts kept (or switched) off because their
+      certificate has no OCSP URL.
   returned: always
   type: list
   elements: str

@@ -389,7 +389,7 @@ def test_check_mode_diff_is_exactly_what_a_real_run_writes(fleet, host, options,
 
     assert_succeeded(applied)
     assert applied["changed_files"] == checked["changed_files"]
-    assert [d["after_header"] for d in checked["diff"]] == checked["changed_files"]
+    assert sorted(d["after_header"] for d in checked["diff"]) == checked["changed_files"]
     for planned in checked["diff"]:
         if planned["after"].startswith("symlink to "):  # the conf-enabled link of a new settings file
             assert os.readlink(planned["after_header"]) + "\n" == planned["after"][len("symlink to "):]

@@ -23,6 +23,7 @@ from playbook_runs import (
     names_of,
     promised_by_check_mode,
     server_names,
+    stapling_names,
     written_since,
 )
 from playbook_runs import operator  # noqa: F401  (a fixture, found by name)  # pylint: disable=unused-import
@@ -67,8 +68,11 @@ def test_enable_with_a_bundle_from_pem_and_der_makes_every_vhost_with_a_responde
     for name in HOST_NAMES:
         host = fleet.host(name)
         assert rows[name]["status"] == "changed", rows[name]
-        # the report says what the plan did: every SSL vhost switched, the files written, the reload
-        assert rows[name]["message"].startswith(f"{len(host['vhosts'])} vhost(s) switched, "), rows[name]
+        # the report says what the plan did: every SSL vhost with a responder switched (new-beta, without an
+        # OCSP URL, stays off in its own scope), the files written, the reload
+        switched = len(stapling_names(host))
+        assert rows[name]["message"].startswith(f"{switched} vhost(s) switched, "), rows[name]
+        assert names_of(rows[name]["off_without_url"]) == server_names(host, kind="no-ocsp-url"), rows[name]
         assert rows[name]["message"].endswith(", CA bundle deployed, reloaded"), rows[name]
         assert rows[name]["reloaded"] is True and rows[name]["files"], rows[name]
         assert fleet.configtest(name).returncode == 0
@@ -109,8 +113,9 @@ def test_audit_reports_the_drift_of_hosts_that_never_stapled_and_changes_no_byte
     for name in HOST_NAMES:
         host = fleet.host(name)
         assert rows[name]["status"] == "drift", rows[name]
-        # the server default goes on, so every SSL vhost would change, those without a responder too
-        assert names_of(rows[name]["vhosts_changed"]) == server_names(host), rows[name]
+        # the server default goes on, so every SSL vhost with a responder would change; new-beta, without one,
+        # would be kept off in its own scope
+        assert names_of(rows[name]["vhosts_changed"]) == stapling_names(host), rows[name]
         assert_untouched(fleet, name, before[name])
 
 

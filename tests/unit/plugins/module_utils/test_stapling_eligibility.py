@@ -99,7 +99,7 @@ def test_a_selection_by_name_keeps_its_vhost_without_a_url_off(tree):
 
 
 def test_enabling_one_cas_sites_also_switches_off_a_vhost_stapling_without_a_url(tree):
-    # a selection by OCSP host never matches a certificate without one: it still goes off, alone of the rest
+    # a selection by OCSP host never holds a certificate without one: it goes off too, alone of the rest
     plan, rendered = plan_for(tree, state="enabled", ocsp_hosts=["ocsp.beta.test"])
     assert len(plan.off_without_url) == 1 and plan.off_without_url[0].startswith("new.test")
     assert plan.vhost_changes == [{"vhost": plan.off_without_url[0], "stapling": False}]
@@ -107,6 +107,11 @@ def test_enabling_one_cas_sites_also_switches_off_a_vhost_stapling_without_a_url
     assert stapling_by_name(tree) == {"shop.test": True, "secure.test": True, "blog.test": True, "new.test": False}
     again, rendered_again = plan_for(tree, state="enabled", ocsp_hosts=["ocsp.beta.test"])
     assert (rendered_again, again.off_without_url) == ({}, [])
+
+
+def test_a_run_scoped_by_vhost_names_touches_no_other_vhost(tree):
+    plan, rendered = plan_for(tree, state="enabled", vhosts=["blog.test"])
+    assert (rendered, plan.off_without_url, plan.vhost_changes) == ({}, [], [])
 
 
 @pytest.mark.parametrize("state", ["disabled", None])
