@@ -21,6 +21,7 @@ from ansible_collections.fleet.stapling.plugins.module_utils import (
     apache_edit,
     apache_instance,
     md_engine,
+    planned_tree,
     stapling_eligibility,
     stapling_facts,
 )
@@ -190,7 +191,7 @@ def plan_change(parse, desired, seen_certificates=None, cache=None):
     for path, (old, new) in apache_edit.render_edits(config, plan.edits).items():
         rendered[path] = (fixed[path][0] if path in fixed else old, new)
     left_out = plan.kept_ids.union(plan.off_without_url)
-    plan.planned_config, after = verify_planned(parse, rendered, desired,
+    plan.planned_config, after = planned_tree.verify_planned(parse, rendered, desired,
                                                 set(v["key"] for v in plan.selected if v["id"] not in left_out),
                                                 plan.links, plan.regenerated,
                                                 set(v["key"] for v in facts["vhosts"] if v["id"] in plan.off_without_url))
@@ -350,68 +351,3 @@ def _directive_value(value):
     if isinstance(value, bool):
         return _on_off(value)
     return str(value)
-
-
-def link_target(link, target):
-    return os.path.normpath(os.path.join(os.path.dirname(link), target))
-
-
-def _disk_bytes(path):
-    try:
-        with open(path, "rb") as stream:
-            return stream.read()
-    except (IOError, OSError):
-        return b""
-
-
-def verify_planned(reparse, rendered, desired, selected_keys, links=None, regenerated=None, off_keys=frozenset()):
-    """Re-read the tree as it would be after the edits and check it does what was asked.
-
-    This is what catches a change that cannot stick (a later directive overriding it) and a stapling setup
-    that ``apachectl -t`` accepts but httpd refuses at reload (no SSLStaplingCache, or its module missing).
-    ``reparse(overrides)`` parses the tree with planned file contents; ``rendered`` maps path -> (old, new).
-    ``off_keys`` are vhosts that must end up not stapling (kept off for want of an OCSP URL).
-    Returns that tree and its facts (without the certificates', which edits never change).
-    """
-    overrides = dict((path, new) for path, (_old, new) in rendered.items())
-    for link, target in (links or {}).items():
-        # httpd will read the link's target through the link's own name
-        overrides[link] = overrides.get(link_target(link, target)) or _disk_bytes(link_target(link, target))
-    overrides.update(regenerated or {})  # as cPanel's rebuild will write them
-    config = reparse(overrides)
-    facts = stapling_facts.stapling_facts(config, read_certificates=False)
-    problems = []
-    if desired.state in ("enabled", "disabled"):
-        wanted = desired.state == "enabled"
-        for vhost in facts["vhosts"]:
-            if vhost["key"] in selected_keys and vhost["stapling"] != wanted:
-                decider = vhost["stapling_directive"]
-                where = "%s:%s" % (decider["file"], decider["line"]) if decider else "httpd's default"
-                problems.append("%s would still have stapling %s (decided by %s)"
-                                % (vhost["id"], _on_off(not wanted), where))
-    for vhost in facts["vhosts"]:
-        if vhost["key"] in off_keys and vhost["stapling"]:
-            problems.append("%s would still have stapling on without an OCSP URL" % vhost["id"])
-    problems.extend(post_config_problems(config, facts))
-    if problems:
-        raise StaplingError("the planned change would not work: " + "; ".join(problems))
-    return config, facts
-
-
-def post_config_problems(config, facts):
-    """What httpd only checks after 'Syntax OK', at (re)start: these kill the server at reload."""
-    problems = []
-    # mod_md keeps its responses in its own store: only mod_ssl's stapling needs SSLStaplingCache
-    stapling_anywhere = any(v["stapling_engine"] == "mod_ssl" for v in facts["vhosts"])
-    cache = facts["server"]["stapling_cache"]
-    if stapling_anywhere and not cache:
-        problems.append("stapling is on but there is no server-scope SSLStaplingCache (httpd fails at reload "
-                        "with AH01958)")
-    if stapling_anywhere and cache:
-        module = facts["server"]["stapling_cache_module"]
-        if module and not config.has_module(module):
-            problems.append("SSLStaplingCache %s needs mod_%s, which is not loaded" % (cache, module))
-    for vhost_section in config.virtual_hosts():
-        for directive in config.inside(vhost_section, "SSLStaplingCache"):
-            problems.append("%s: SSLStaplingCache is only allowed at server scope" % directive.location())
-    return problems

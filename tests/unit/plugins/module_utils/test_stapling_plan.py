@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.fleet.stapling.plugins.module_utils import stapling_facts, stapling_plan
+from ansible_collections.fleet.stapling.plugins.module_utils import planned_tree, stapling_facts, stapling_plan
 from ansible_collections.fleet.stapling.plugins.module_utils.apache_config import parse_config
 
 from ansible_collections.fleet.stapling.tests.unit.plugins.module_utils.certificate_factory import TestCA, pem
@@ -203,7 +203,7 @@ def test_a_change_that_a_later_protected_line_would_undo_is_refused(tree):
 def test_post_config_problem_stapling_without_cache_is_caught(tree):
     (tree / "conf.d" / "ssl.conf").write_text("SSLUseStapling on\n")
     config = parse_config(str(tree / "httpd.conf"))
-    problems = stapling_plan.post_config_problems(config, stapling_facts.stapling_facts(config, False))
+    problems = planned_tree.post_config_problems(config, stapling_facts.stapling_facts(config, False))
     assert any("AH01958" in problem for problem in problems)
 
 
