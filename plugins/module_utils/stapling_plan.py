@@ -191,10 +191,10 @@ def plan_change(parse, desired, seen_certificates=None, cache=None):
     for path, (old, new) in apache_edit.render_edits(config, plan.edits).items():
         rendered[path] = (fixed[path][0] if path in fixed else old, new)
     left_out = plan.kept_ids.union(plan.off_without_url)
-    plan.planned_config, after = planned_tree.verify_planned(parse, rendered, desired,
-                                                set(v["key"] for v in plan.selected if v["id"] not in left_out),
-                                                plan.links, plan.regenerated,
-                                                set(v["key"] for v in facts["vhosts"] if v["id"] in plan.off_without_url))
+    selected_keys = set(v["key"] for v in plan.selected if v["id"] not in left_out)
+    off_keys = set(v["key"] for v in facts["vhosts"] if v["id"] in plan.off_without_url)
+    plan.planned_config, after = planned_tree.verify_planned(parse, rendered, desired, selected_keys, plan.links,
+                                                             plan.regenerated, off_keys)
     return plan, rendered, facts, after
 
 
