@@ -17,7 +17,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PYTHON="${PYTHON:-python$TEST_PYTHON_VERSION}"
 REQUIREMENTS="$REPO_ROOT/tests/requirements-test.txt"
-REQUIREMENTS_STAMP="$VENV/.requirements-test.sha256"
 # Written once the libssl3 upgrade below has been done for this checkout.
 SYSTEM_STAMP="$VENV/.system-packages-done"
 DEBIAN_PACKAGES=(apache2 openssl ssl-cert python3 python3-venv python3-cryptography
@@ -88,28 +87,6 @@ install_system_packages() {
     touch "$SYSTEM_STAMP"
 }
 
-create_venv() {
-    if [[ -x "$PY" ]] && "$PY" -c 'import sys' 2>/dev/null; then
-        return 0
-    fi
-    command -v "$PYTHON" >/dev/null || die "$PYTHON not found (set PYTHON=/path/to/python3.11)"
-    say "creating $VENV with $PYTHON"
-    "$PYTHON" -m venv "$VENV"
-    rm -f "$REQUIREMENTS_STAMP"
-}
-
-install_test_requirements() {
-    local wanted
-    wanted="$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)"
-    if [[ -f "$REQUIREMENTS_STAMP" && "$(cat "$REQUIREMENTS_STAMP")" == "$wanted" ]]; then
-        say "test requirements up to date in $VENV"
-        return 0
-    fi
-    say "installing tests/requirements-test.txt into $VENV"
-    "$PY" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
-    echo "$wanted" >"$REQUIREMENTS_STAMP"
-}
-
 # ansible-test sanity builds a virtualenv per test and bootstraps pip in it
 # with ~/.ansible/test/cache/get_pip_<version>.py, downloading that script on
 # first use. Our stand-in does the same job offline: ensurepip from the
@@ -164,8 +141,7 @@ EOF
 }
 
 install_system_packages
-create_venv
-install_test_requirements
+pinned_venv "$VENV" "$REQUIREMENTS"
 write_get_pip_shim
 # ansible-rulebook (its own venv, .venv-eda/, and Debian's JDK) for the event-driven rulebook's tests
 "$REPO_ROOT/tests/tools/install_eda.sh" \

@@ -18,10 +18,8 @@ set -euo pipefail
 # shellcheck source=tests/tools/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-PYTHON="${PYTHON:-python$TEST_PYTHON_VERSION}"
 EDA_VENV="${EDA_VENV:-$REPO_ROOT/.venv-eda}"
 EDA_REQUIREMENTS="$REPO_ROOT/tests/requirements-eda.txt"
-EDA_REQUIREMENTS_STAMP="$EDA_VENV/.requirements-eda.sha256"
 JDK_PACKAGE=openjdk-17-jdk-headless
 JAVA_MIN_MAJOR=17
 
@@ -47,32 +45,10 @@ install_java() {
     apt-get install -y -qq --no-install-recommends "$JDK_PACKAGE"
 }
 
-create_venv() {
-    if [[ -x "$EDA_VENV/bin/python" ]] && "$EDA_VENV/bin/python" -c 'import sys' 2>/dev/null; then
-        return 0
-    fi
-    command -v "$PYTHON" >/dev/null || die "$PYTHON not found (set PYTHON=/path/to/python3.11)"
-    say "creating $EDA_VENV with $PYTHON"
-    "$PYTHON" -m venv "$EDA_VENV"
-    rm -f "$EDA_REQUIREMENTS_STAMP"
-}
-
 # Git, and with it ansible-test and the build, must never see the venv's
 # thousands of files, whatever the checkout's .gitignore says.
 hide_venv_from_git() {
     [[ -f "$EDA_VENV/.gitignore" ]] || printf '*\n' >"$EDA_VENV/.gitignore"
-}
-
-install_requirements() {
-    local wanted
-    wanted="$(sha256sum "$EDA_REQUIREMENTS" | cut -d' ' -f1)"
-    if [[ -f "$EDA_REQUIREMENTS_STAMP" && "$(cat "$EDA_REQUIREMENTS_STAMP")" == "$wanted" ]]; then
-        say "ansible-rulebook requirements up to date in $EDA_VENV"
-        return 0
-    fi
-    say "installing tests/requirements-eda.txt into $EDA_VENV"
-    "$EDA_VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$EDA_REQUIREMENTS"
-    echo "$wanted" >"$EDA_REQUIREMENTS_STAMP"
 }
 
 check_rulebook_starts() {
@@ -86,7 +62,6 @@ $version"
 }
 
 install_java
-create_venv
+pinned_venv "$EDA_VENV" "$EDA_REQUIREMENTS"
 hide_venv_from_git
-install_requirements
 check_rulebook_starts

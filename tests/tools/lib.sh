@@ -17,6 +17,29 @@ export PATH="$VENV/bin:$PATH"
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
 
+# A virtualenv at $1 with the exact pins of the requirements file $2: made with $PYTHON (python3.11 unless
+# set) when there is no working one, and installed into again only when that file changes (its hash is kept
+# beside, as .<file name without .txt>.sha256).
+pinned_venv() {
+    local venv="$1" requirements="$2" python="${PYTHON:-python$TEST_PYTHON_VERSION}" name stamp wanted
+    name="$(basename "$requirements" .txt)"
+    stamp="$venv/.$name.sha256"
+    if ! { [[ -x "$venv/bin/python" ]] && "$venv/bin/python" -c 'import sys' 2>/dev/null; }; then
+        command -v "$python" >/dev/null || die "$python not found (set PYTHON=/path/to/python3.11)"
+        say "creating $venv with $python"
+        "$python" -m venv "$venv"
+        rm -f "$stamp"
+    fi
+    wanted="$(sha256sum "$requirements" | cut -d' ' -f1)"
+    if [[ -f "$stamp" && "$(cat "$stamp")" == "$wanted" ]]; then
+        say "$name up to date in $venv"
+        return 0
+    fi
+    say "installing ${requirements#"$REPO_ROOT"/} into $venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+    echo "$wanted" >"$stamp"
+}
+
 require_venv() {
     [[ -x "$PY" ]] || die "no test virtualenv at $VENV: run 'make deps' (tests/tools/bootstrap.sh) first"
 }
