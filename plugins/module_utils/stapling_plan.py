@@ -92,7 +92,7 @@ class Plan(object):
         self.store_dirs = []  # mod_md's store and its missing parents, to make before the reload
         self.kept_ids = set()  # those and the mod_md vhosts with no responder, which mod_md left on leaves as is
         self.planned_config = None  # the tree as it reads with the edits made, which verify_planned checked
-        self.off_without_url = []  # enabling: ids of the selected vhosts kept off for want of an OCSP URL
+        self.off_without_url = []  # enabling: ids of the vhosts kept or switched off for want of an OCSP URL
 
     def add(self, edit):
         if edit is not None:
