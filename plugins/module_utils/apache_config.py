@@ -180,7 +180,7 @@ class ApacheConfig(object):
 
 
 def parse_config(main_file, server_root=None, defines=None, static_modules=None, version=None,
-                 environment=None, overrides=None):
+                 environment=None, overrides=None, known_sources=None):
     """Parse ``main_file`` and everything it includes.
 
     ``server_root`` resolves relative paths until a ServerRoot directive says otherwise (httpd's -d);
@@ -189,7 +189,8 @@ def parse_config(main_file, server_root=None, defines=None, static_modules=None,
     ``environment`` resolves ${VAR} that no Define sets (defaults to the envvars file beside the main
     config, as Debian's apache2ctl sources it, over os.environ). ``overrides`` maps paths to contents to
     read instead of the disk (new files included): it is how a planned change is checked before it is
-    written.
+    written. ``known_sources`` maps paths to the SourceFile of a read just made (ApacheConfig.files): those
+    files are taken from it instead of the disk, their lines already split into statements.
     """
     main_file = os.path.abspath(main_file)
     if server_root is None:
@@ -199,7 +200,7 @@ def parse_config(main_file, server_root=None, defines=None, static_modules=None,
         config.defines[name] = ""
     for name in static_modules if static_modules is not None else DEFAULT_STATIC_MODULES:
         config.loaded_modules.add(_module_id(name))
-    parser = _Parser(config, version, environment_for(main_file, environment), overrides or {})
+    parser = _Parser(config, version, environment_for(main_file, environment), overrides or {}, known_sources or {})
     with cycle_collection_paused():
         parser.read_file(main_file, parent=None, active=True, depth=0, optional=False)
     return config
@@ -223,11 +224,12 @@ def cycle_collection_paused():
 
 
 class _Parser(object):
-    def __init__(self, config, version, environment, overrides):
+    def __init__(self, config, version, environment, overrides, known_sources):
         self.config = config
         self.version = version
         self.environment = environment
         self.overrides = overrides
+        self.known_sources = known_sources
         self.reading = []  # the files being read, outermost first, and where they really are
         self.reading_real = []
 
@@ -244,6 +246,8 @@ class _Parser(object):
         if source is None and path in self.overrides:
             source = SourceFile(path, split_lines(self.overrides[path]))
             self.config.files[path] = source
+        if source is None and path in self.known_sources:
+            source = self.config.files[path] = self.known_sources[path]
         if source is None:
             try:
                 source = SourceFile.read(path)
@@ -266,32 +270,34 @@ class _Parser(object):
             raise ApacheConfigError("%s:1: the file starts with a UTF-8 byte order mark (saved by a Windows editor?), "
                                     "which httpd takes as part of the first line and refuses; remove it" % source.path)
         stack = []  # sections opened in this file: (directive, active before it)
-        index = 0
-        count = len(source.lines)
-        while index < count:
-            start = index
-            text, index = _logical_line(source.lines, index)
-            stripped = text.strip()
-            if not stripped or stripped.startswith("#"):
-                continue
+        found = statements(source)
+        position = 0
+        count = len(found)
+        while position < count:
+            statement = found[position]
+            start, following, stripped = statement[0], statement[1], statement[2]
+            position += 1
             if stripped.startswith("</"):
                 section = self._close_section(source, start, stripped, stack)
                 parent, active = section.parent, stack.pop()[1]
                 section.close = start
                 continue
             if stripped.startswith("<"):
-                section = self._open_section(source, start, index - 1, stripped, parent, active)
+                section = self._open_section(source, statement, parent, active)
                 if section.key == "macro":
-                    index = self._skip_macro_body(source, section, index)
+                    position = self._skip_macro_body(source, section, found, position, following)
                     continue
                 stack.append((section, active))
                 if active and section.key in CONDITION_SECTIONS:
                     active = self._condition_holds(section)
                 parent = section
                 continue
-            name, raw_args = _split_name(stripped)
-            args = [self._expand(a) for a in split_args(raw_args)] if active else split_args(raw_args)
-            directive = Directive(name, args, source, start, index - 1, parent, active, raw_args)
+            if statement[3] is None:
+                name, raw_args = _split_name(stripped)
+                statement[3] = (name, raw_args, split_args(raw_args))
+            name, raw_args, words = statement[3]
+            args = [self._expand(a) for a in words] if active else list(words)
+            directive = Directive(name, args, source, start, following - 1, parent, active, raw_args)
             self._attach(directive, parent)
             if active:
                 self._apply(directive, depth)
@@ -311,37 +317,41 @@ class _Parser(object):
             raise ApacheConfigError("%s:%d: </%s> does not close %s" % (source.path, start + 1, name, expected))
         return stack[-1][0]
 
-    def _open_section(self, source, start, end, stripped, parent, active):
-        # httpd reads a section's arguments up to the last '>' and ignores what follows it (a comment, say)
-        closing = stripped.rfind(">")
-        if closing < 0:
-            raise ApacheConfigError("%s:%d: section line does not end with '>'" % (source.path, start + 1))
-        name, raw_args = _split_name(stripped[1:closing])
-        if not name:
-            raise ApacheConfigError("%s:%d: empty section tag" % (source.path, start + 1))
-        args = [self._expand(a) for a in split_args(raw_args)] if active else split_args(raw_args)
-        section = Directive(name, args, source, start, end, parent, active, raw_args)
+    def _open_section(self, source, statement, parent, active):
+        start, following, stripped = statement[0], statement[1], statement[2]
+        if statement[3] is None:
+            # httpd reads a section's arguments up to the last '>' and ignores what follows it (a comment, say)
+            closing = stripped.rfind(">")
+            if closing < 0:
+                raise ApacheConfigError("%s:%d: section line does not end with '>'" % (source.path, start + 1))
+            name, raw_args = _split_name(stripped[1:closing])
+            if not name:
+                raise ApacheConfigError("%s:%d: empty section tag" % (source.path, start + 1))
+            statement[3] = (name, raw_args, split_args(raw_args))
+        name, raw_args, words = statement[3]
+        args = [self._expand(a) for a in words] if active else list(words)
+        section = Directive(name, args, source, start, following - 1, parent, active, raw_args)
         section.is_section = True
         if active and section.key == "virtualhost":
             _check_vhost_context(section)
         self._attach(section, parent)
         return section
 
-    def _skip_macro_body(self, source, section, index):
+    def _skip_macro_body(self, source, section, found, position, body_start):
         """mod_macro keeps a <Macro> body as text until Use expands it: it is neither read nor checked here (httpd
-        does not check it either), only noted when it holds a vhost. Returns the index after </Macro>."""
-        body_start = index
-        while index < len(source.lines):
-            text, following = _logical_line(source.lines, index)
-            if text.strip().lower().startswith("</macro"):
-                section.close = index
-                body = b"".join(source.lines[body_start:index]).lower()
+        does not check it either), only noted when it holds a vhost. ``found`` are the file's statements, the
+        body starts at ``position`` among them (line ``body_start``); returns the position after </Macro>."""
+        while position < len(found):
+            start, stripped = found[position][0], found[position][2]
+            position += 1
+            if stripped.lower().startswith("</macro"):
+                section.close = start
+                body = b"".join(source.lines[body_start:start]).lower()
                 if section.active and b"<virtualhost" in body:
                     self.config.warnings.append(
                         "%s: the vhosts of <Macro %s> are made where it is used and are not read here; only "
                         "server-wide settings reach them" % (section.location(), section.first_arg("")))
-                return following
-            index = following
+                return position
         raise ApacheConfigError("%s: <%s> opened at line %d is never closed" % (source.path, section.name, section.lineno))
 
     def _attach(self, directive, parent):
@@ -444,6 +454,26 @@ def _check_vhost_context(vhost):
         if ancestor.key not in CONDITION_SECTIONS:
             raise ApacheConfigError("%s: <VirtualHost> is not allowed in <%s> context (opened at %s); httpd refuses it "
                                     "too" % (vhost.location(), ancestor.name, ancestor.location()))
+
+
+def statements(source):
+    """The logical lines of ``source`` that say something (not blank, not a comment), each as a list: first
+    physical line, the line after the last, the text stripped, and a slot the parser fills with the name and
+    words once it has split them. Worked out once per file and kept on it, so that a second read of a file
+    (the plan's check re-reads every file the plan leaves alone) only interprets."""
+    if source.statements is None:
+        found = []
+        lines = source.lines
+        index = 0
+        count = len(lines)
+        while index < count:
+            start = index
+            text, index = _logical_line(lines, index)
+            stripped = text.strip()
+            if stripped and not stripped.startswith("#"):
+                found.append([start, index, stripped, None])
+        source.statements = found
+    return source.statements
 
 
 def _logical_line(lines, index):

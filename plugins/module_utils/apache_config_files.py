@@ -33,8 +33,10 @@ class SourceFile(object):
 
     def __init__(self, path, lines):
         self.path = path
-        self.lines = lines
+        self.lines = lines  # never changed in place: an edit renders new lines
         self._newline = None
+        # the parser's reading of the lines, kept for a second read of the same file (apache_config.statements)
+        self.statements = None
 
     @classmethod
     def read(cls, path, max_bytes=None):

@@ -86,9 +86,11 @@ class ApacheHost(object):
         self._parsed = config
 
     def _read(self, overrides):
+        # with overrides (a plan's check), every other file is as the tree on disk was just read: reused, not read again
+        known = self._parsed.files if overrides and self._parsed is not None else None
         return apache_config.parse_config(self.config_file, server_root=self.server_root,
                                           static_modules=self.static_modules, version=self.version,
-                                          overrides=overrides)
+                                          overrides=overrides, known_sources=known)
 
     def pid_file(self, config):
         """Where the master writes its pid: PidFile, else the compiled-in default, against ServerRoot."""

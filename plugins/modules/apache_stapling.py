@@ -223,6 +223,28 @@ options:
         description: How many times the TLS handshakes are tried, one second apart, before httpd counts as not answering.
         type: int
         default: 5
+      check_staples:
+        description:
+          - Once httpd survived, ask every SSL vhost for a staple over TLS from the host, as
+            M(fleet.stapling.ocsp_probe) does with O(fleet.stapling.ocsp_probe#module:discover=true),
+            O(fleet.stapling.ocsp_probe#module:stapled=true) and
+            O(fleet.stapling.ocsp_probe#module:ask_responders=false), and return its report as RV(staples). This
+            saves the separate module run that check would take on every host.
+          - A check that cannot be made (neither pyOpenSSL nor the C(openssl) command on the host) never fails the
+            reload; RV(staples) then says C(checked=false) and why.
+        type: bool
+        default: false
+      staple_timeout:
+        description: With O(reload.check_staples), the timeout of each vhost's TLS connection, in seconds.
+        type: float
+        default: 3
+      staple_settle:
+        description:
+          - With O(reload.check_staples), how long a vhost that still serves what its previous config said is asked
+            again, every quarter of a second (workers of the old generation finish their connections first), as
+            O(fleet.stapling.ocsp_probe#module:stapled_settle).
+        type: float
+        default: 10
   state_dir:
     description:
       - Where the module keeps, on the managed host, the lock and the journal of each Apache instance (keyed by its
@@ -487,6 +509,33 @@ checked_targets:
   type: list
   elements: dict
   sample: [{address: 127.0.0.1, port: 443, server_name: shop.example.com}]
+staples:
+  description:
+    - With O(reload.check_staples), what every SSL vhost staples now, in the shape of
+      M(fleet.stapling.ocsp_probe)'s result (RV(fleet.stapling.ocsp_probe#module:stapled),
+      RV(fleet.stapling.ocsp_probe#module:summary), RV(fleet.stapling.ocsp_probe#module:skipped)), with
+      RV(staples.checked) and RV(staples.problem).
+  returned: when O(reload.check_staples=true) and httpd survived the reload
+  type: dict
+  contains:
+    checked:
+      description: Whether the vhosts were asked. When false, RV(staples.problem) says why and the other keys are empty.
+      type: bool
+    problem:
+      description: Why the vhosts were not asked (null when they were).
+      type: str
+    stapled:
+      description: One entry per address and name, as M(fleet.stapling.ocsp_probe) returns them.
+      type: list
+      elements: dict
+    summary:
+      description: M(fleet.stapling.ocsp_probe)'s summary of the check (null when not checked).
+      type: dict
+    skipped:
+      description: The vhosts that could not be asked (no readable certificate), each with the reason.
+      type: list
+      elements: dict
+  sample: {checked: true, problem: null, stapled: [], skipped: [], summary: {healthy: true, stapling_good: 0}}
 lock:
   description:
     - The lock of the Apache instance this run held. RV(lock.waited) is how long it waited for another run,
@@ -573,6 +622,7 @@ from ansible_collections.fleet.stapling.plugins.module_utils import (
     certificate_cache,
     certificates,
     host_lock,
+    reload_staple_check,
     run_journal,
     stapling_census,
 )
@@ -626,6 +676,9 @@ def main():
                 master_pid=dict(type="int"),
                 records=dict(type="list", elements="dict", default=[]),
                 attempts=dict(type="int", default=5),
+                check_staples=dict(type="bool", default=False),
+                staple_timeout=dict(type="float", default=3.0),
+                staple_settle=dict(type="float", default=10.0),
             )),
             state_dir=dict(type="path", default=host_lock.DEFAULT_STATE_DIR),
             lock_timeout=dict(type="int", default=host_lock.DEFAULT_LOCK_TIMEOUT),
@@ -775,6 +828,9 @@ def reload_and_survive(module):
     for warning in warnings:
         module.warn(warning)
     result.update(lock_result(lock), repaired=repaired)
+    if options["check_staples"]:
+        # after the lock is released: what clients see now needs no lock, and another run may go on meanwhile
+        result["staples"] = reload_staple_check.check_staples(host, options["staple_timeout"], options["staple_settle"])
     module.exit_json(**result)
 
 

@@ -67,6 +67,16 @@ def config_tests_run(ctl: Path) -> int:
     return len(count_file.read_text().splitlines()) if count_file.exists() else 0
 
 
+def task_outcomes(run, task: str) -> dict[str, str]:
+    """What the default output says each host did in the task named ``task`` (ok, changed, skipping, ...)."""
+    section = run.output.split(f"TASK [{task}]", 1)[1].split("TASK [", 1)[0]
+    return {host: outcome for outcome, host in re.findall(r"^(\w+): \[(\w+)\]", section, re.MULTILINE)}
+
+
+# the staple check's own ocsp_probe run, which the reload's staple check (the handler's check_staples) saves
+PROBE_AFTER_RELOAD = "Ask the vhosts the reload could not settle for a staple"
+
+
 def write_host_vars_inventory(path: Path, host_vars: dict[str, dict]) -> Path:
     """A second inventory source with host variables, as an operator's host_vars would give them."""
     path.write_text(json.dumps({"all": {"hosts": host_vars}}))  # JSON is YAML
@@ -97,6 +107,8 @@ def test_disable_for_one_ca_spares_the_must_staple_host_until_forced_and_a_secon
         assert set(rows[name]["vhosts_stapling"]) == stapling_names(hosts[name], ca="beta"), rows[name]
         assert_reloaded(fleet, name, before[name])
         assert_clients_see(fleet, name, expected_staples(hosts[name], switched_off=alpha))
+    # the reload asked the vhosts itself, and what it saw settled the check: no separate probe ran there
+    assert task_outcomes(run, PROBE_AFTER_RELOAD) == {"web2": "skipping", "web3": "skipping"}, run.output
     after_first = fleet_state(fleet)
 
     forced = operator.run("disable_stapling", stapling_ocsp_hosts=[ALPHA_OCSP_HOST], stapling_force=True)
@@ -119,6 +131,8 @@ def test_disable_for_one_ca_spares_the_must_staple_host_until_forced_and_a_secon
     assert_report_consistent(again, "disable_stapling")
     assert again.report["counts"] == {"unchanged": len(HOST_NAMES)}, again.report
     assert again.report["vhosts_changed"] == []
+    # nothing was reloaded, so nothing was checked at a reload: the vhosts were asked by the probe
+    assert task_outcomes(again, PROBE_AFTER_RELOAD) == {name: "ok" for name in HOST_NAMES}, again.output
     for name in HOST_NAMES:
         assert_untouched(fleet, name, settled[name])
 

@@ -263,3 +263,43 @@ def test_the_cycle_collector_is_paused_while_a_tree_is_read_and_left_as_it_was(t
         assert gc.isenabled() is enabled
     finally:
         gc.enable() if was else gc.disable()
+
+
+def _shape(config):
+    """Every directive of a tree as (file, first line, last line, name, args, active), in read order."""
+    return [(d.path, d.start, d.end, d.name, d.args, d.active) for d in config.directives]
+
+
+def test_a_second_read_with_known_sources_takes_the_unchanged_files_from_the_first(tmp_path):
+    main = write(tmp_path / "httpd.conf", "ServerRoot %s\nDefine SITE a\nInclude sites/*.conf\n"
+                 "<Macro Site $name>\n<VirtualHost *:443>\nServerName $name\n</VirtualHost>\n</Macro>\n"
+                 "<IfDefine NOPE>\nSSLUseStapling on\n</IfDefine>\n" % tmp_path)
+    site = write(tmp_path / "sites" / "a.conf", "<VirtualHost *:443>\n  ServerName ${SITE}.example \\\n"
+                 "    alias.example\n  SSLUseStapling on\n</VirtualHost>\n")
+    first = parse_config(str(main))
+    planned = b"<VirtualHost *:443>\n  ServerName ${SITE}.example\n  SSLUseStapling off\n</VirtualHost>\n"
+    new = write(tmp_path / "sites" / "b.conf", "SSLStaplingCache shmcb:/tmp/x(1)\n")
+    new.unlink()  # a file the plan creates: only in the overrides
+
+    second = parse_config(str(main), overrides={str(site): planned, str(new): b"LogLevel warn\n"},
+                          known_sources=first.files)
+
+    assert second.files[str(main)] is first.files[str(main)]  # not read from disk again
+    assert second.files[str(site)] is not first.files[str(site)]
+    assert [d.args for d in second.active("sslusestapling")] == [["off"]]
+    assert [d.args for d in second.active("loglevel")] == [["warn"]]
+    # a third read of the disk as it was gives exactly the first tree, however the files' statements were kept
+    assert _shape(parse_config(str(main), known_sources=second.files)) != _shape(first)  # the planned site file
+    assert _shape(parse_config(str(main), known_sources=first.files)) == _shape(first)
+    assert _shape(parse_config(str(main))) == _shape(first)
+    assert first.warnings == parse_config(str(main), known_sources=first.files).warnings  # the <Macro> vhost note
+
+
+def test_the_args_of_a_directive_are_its_own_when_statements_are_shared(tmp_path):
+    main = write(tmp_path / "httpd.conf", "<IfDefine NOPE>\nSSLUseStapling on\n</IfDefine>\nLogLevel warn\n")
+    first = parse_config(str(main))
+    second = parse_config(str(main), known_sources=first.files)
+    inactive = [d for d in first.directives if d.name == "SSLUseStapling"][0]
+    inactive.args.append("changed")
+    assert [d.args for d in second.directives if d.name == "SSLUseStapling"] == [["on"]]
+    assert [d.active for d in second.directives if d.name == "SSLUseStapling"] == [False]
