@@ -125,6 +125,14 @@ class ApacheConfig(object):
         self._server_scope_by_key = {}
         # section -> {key: active directives inside it}, so that a vhost's ten lookups walk it once
         self._inside_by_section = {}
+        self._derived = {}
+
+    def derived(self, name, compute):
+        """``compute(self)``, worked out once per tree: a parsed tree never changes, and a run asks some
+        questions of it (its layout, where its Includes point) several times, each a walk over every Include."""
+        if name not in self._derived:
+            self._derived[name] = compute(self)
+        return self._derived[name]
 
     # -------------------------------------------------------------- queries
 
@@ -151,14 +159,16 @@ class ApacheConfig(object):
         return list(self._server_scope_by_key[key])
 
     def inside(self, section, key):
-        """Active directives named ``key`` anywhere inside ``section`` (a <VirtualHost>, an <MDomain>, ...)."""
+        """Active directives named ``key`` anywhere inside ``section`` (a <VirtualHost>, an <MDomain>, ...), as a
+        tuple: the index's own, not copied (a large host's facts ask this a hundred thousand times)."""
         index = self._inside_by_section.get(section)
         if index is None:
-            index = self._inside_by_section[section] = {}
+            found = {}
             for directive in _walk(section.children):
                 if directive.active:
-                    index.setdefault(directive.key, []).append(directive)
-        return list(index.get(key.lower(), ()))
+                    found.setdefault(directive.key, []).append(directive)
+            index = self._inside_by_section[section] = dict((name, tuple(items)) for name, items in found.items())
+        return index.get(key.lower(), ())
 
     def server_value(self, key, default=None):
         """The main server's value: the last active server-scope occurrence wins, as in httpd."""
@@ -409,7 +419,9 @@ class _Parser(object):
                     return []
                 raise ApacheConfigError("%s: Include file %s does not exist" % (directive.location(), pattern))
             return [pattern]
-        planned = [p for p in self.overrides if glob_path_matches(p, pattern)]
+        # the part before the first wildcard is matched as it is: a cheap test first, for thousands of patterns
+        literal = pattern[:min(pattern.find(c) if c in pattern else len(pattern) for c in "*?[")]
+        planned = [p for p in self.overrides if p.startswith(literal) and glob_path_matches(p, pattern)]
         matches = sorted(set(p for p in glob_files(pattern)).union(planned))
         if not matches:
             if not optional:
@@ -462,32 +474,33 @@ def statements(source):
     words once it has split them. Worked out once per file and kept on it, so that a second read of a file
     (the plan's check re-reads every file the plan leaves alone) only interprets."""
     if source.statements is None:
-        found = []
-        lines = source.lines
-        index = 0
-        count = len(lines)
-        while index < count:
-            start = index
-            text, index = _logical_line(lines, index)
-            stripped = text.strip()
-            if stripped and not stripped.startswith("#"):
-                found.append([start, index, stripped, None])
-        source.statements = found
+        source.statements = _statements(source.lines)
     return source.statements
 
 
-def _logical_line(lines, index):
-    """Join physical lines continued with a trailing backslash; return the text and the next index."""
-    parts = []
-    while index < len(lines):
-        text = lines[index].decode("utf-8", "surrogateescape").rstrip("\r\n")
-        index += 1
-        if text.endswith("\\") and index < len(lines):
-            parts.append(text[:-1])
-            continue
-        parts.append(text)
-        break
-    return "".join(parts), index
+def _statements(lines):
+    # One decoding for the whole file: LF never occurs inside a UTF-8 sequence, so this gives each line the text
+    # that decoding it alone would (surrogateescape keeps the bytes that are not UTF-8, for a lossless render).
+    texts = b"".join(lines).decode("utf-8", "surrogateescape").split("\n")
+    found = []
+    count = len(lines)
+    index = 0
+    while index < count:
+        start = index
+        # a trailing backslash continues the logical line on the next physical one
+        parts = []
+        while index < count:
+            text = texts[index].rstrip("\r\n")
+            index += 1
+            if text.endswith("\\") and index < count:
+                parts.append(text[:-1])
+                continue
+            parts.append(text)
+            break
+        stripped = "".join(parts).strip()
+        if stripped and not stripped.startswith("#"):
+            found.append([start, index, stripped, None])
+    return found
 
 
 def _split_name(text):

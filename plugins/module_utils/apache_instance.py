@@ -38,6 +38,10 @@ _DEBIAN_INCLUDE_DIRS = ("conf-enabled", "sites-enabled")
 
 
 def _includes(config):
+    return config.derived("include_targets", _resolve_includes)
+
+
+def _resolve_includes(config):
     return [stapling_facts.resolve_path(config, d.first_arg(""))
             for d in config.active("include") + config.active("includeoptional")]
 
@@ -52,6 +56,10 @@ def cpanel_override_file(config):
 
 def layout_of(config):
     """"cpanel", "debian" or "rhel", from the Include lines of the parsed config."""
+    return config.derived("layout", _layout)
+
+
+def _layout(config):
     if cpanel_override_file(config):
         return "cpanel"
     for target in _includes(config):
@@ -70,7 +78,8 @@ def generated_by_cpanel(config, cpanel_root=CPANEL_ROOT):
     if os.path.isdir(cpanel_root):
         return True
     source = config.files.get(config.main_file)
-    return bool(source) and has_cpanel_banner(source.render())
+    # the banner is at the top: the first lines, not the whole file (megabytes on a host with thousands of vhosts)
+    return bool(source) and has_cpanel_banner(b"".join(source.lines[:BANNER_LINES]))
 
 
 def is_included(config, path):

@@ -622,7 +622,6 @@ from ansible_collections.fleet.stapling.plugins.module_utils import (
     certificate_cache,
     certificates,
     host_lock,
-    reload_staple_check,
     run_journal,
     stapling_census,
 )
@@ -829,6 +828,8 @@ def reload_and_survive(module):
         module.warn(warning)
     result.update(lock_result(lock), repaired=repaired)
     if options["check_staples"]:
+        # imported here: only this call needs the OCSP and TLS client code, and every change run would load it
+        from ansible_collections.fleet.stapling.plugins.module_utils import reload_staple_check  # pylint: disable=import-outside-toplevel
         # after the lock is released: what clients see now needs no lock, and another run may go on meanwhile
         result["staples"] = reload_staple_check.check_staples(host, options["staple_timeout"], options["staple_settle"])
     module.exit_json(**result)

@@ -244,15 +244,27 @@ def staple_status(check: StapleCheck) -> str | None:
 
 
 @contextmanager
-def lab_fleet(prefix: str, start_state: str = "stapling"):
-    """A lab of HOST_NAMES started for the test module, its driver, and both cleaned away afterwards."""
-    lab = RunningLab(len(HOST_NAMES), prefix=prefix, start_state=start_state)
+def running_lab(host_count: int, prefix: str, start_state: str = "stapling", faults_back_to_ok: bool = False):
+    """A lab of ``host_count`` hosts started for a test module, and a scratch directory for its Ansible runs (with
+    their ansible-tmp), as (lab, scratch). Both go afterwards; with ``faults_back_to_ok`` the responders are set
+    answering first, for a module whose tests make them fail."""
+    lab = RunningLab(host_count, prefix=prefix, start_state=start_state)
     scratch = Path(tempfile.mkdtemp(prefix=prefix + "runs-"))
+    (scratch / "ansible-tmp").mkdir()
     try:
-        yield LabFleet(lab, scratch)
+        yield lab, scratch
     finally:
+        if faults_back_to_ok:
+            lab.cli("fault", "all", "ok", check=False)
         lab.stop()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+@contextmanager
+def lab_fleet(prefix: str, start_state: str = "stapling"):
+    """A lab of HOST_NAMES started for the test module, its driver, and both cleaned away afterwards."""
+    with running_lab(len(HOST_NAMES), prefix, start_state) as (lab, scratch):
+        yield LabFleet(lab, scratch)
 
 
 @pytest.fixture(scope="module")

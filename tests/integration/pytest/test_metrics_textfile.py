@@ -15,14 +15,13 @@ import os
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import COLLECTIONS_ROOT
+from conftest import COLLECTIONS_ROOT, running_lab
 from fleetlab.testing import RunningLab
 
 PLAYBOOK = Path(__file__).resolve().parent / "playbooks" / "write_metrics.yml"
@@ -93,15 +92,8 @@ def vhost_value(values: dict, family: str, vhost: str) -> float:
 
 @pytest.fixture(scope="module")
 def lab():
-    running = RunningLab(1, prefix="metrics15-")
-    scratch = Path(tempfile.mkdtemp(prefix="metrics15-runs-"))
-    (scratch / "ansible-tmp").mkdir()
-    try:
+    with running_lab(1, "metrics15-", faults_back_to_ok=True) as (running, scratch):
         yield MetricsLab(running, scratch)
-    finally:
-        running.cli("fault", "all", "ok", check=False)
-        running.stop()
-        subprocess.run(["rm", "-rf", str(scratch)], check=False)
 
 
 def test_probe_then_change_play_write_a_file_prometheus_reads(lab):

@@ -13,13 +13,12 @@ import json
 import os
 import shlex
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import COLLECTIONS_ROOT, FAULT_CLASSES, run_adhoc
+from conftest import COLLECTIONS_ROOT, FAULT_CLASSES, run_adhoc, running_lab
 from ansible_collections.fleet.stapling.plugins.module_utils import ocsp_probe_run
 from ansible_collections.fleet.stapling.plugins.module_utils.ocsp_probe_run import Settings
 from fleetlab import pki, responder
@@ -68,14 +67,8 @@ class OcspLab:
 
 @pytest.fixture(scope="module")
 def lab():
-    running = RunningLab(3, prefix="fleet-ocsp-probe-")
-    scratch = Path(tempfile.mkdtemp(prefix="fleet-ocsp-probe-runs-"))
-    (scratch / "ansible-tmp").mkdir()
-    try:
+    with running_lab(3, "fleet-ocsp-probe-") as (running, scratch):
         yield OcspLab(running, scratch)
-    finally:
-        running.stop()
-        subprocess.run(["rm", "-rf", str(scratch)], check=False)
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -31,7 +30,7 @@ from pathlib import Path
 import pytest
 from cryptography.x509 import ocsp
 
-from conftest import COLLECTIONS_ROOT, FAULT_CLASSES, record_reliability, run_adhoc
+from conftest import COLLECTIONS_ROOT, FAULT_CLASSES, record_reliability, run_adhoc, running_lab
 from fleetlab import pki, responder
 from fleetlab.testing import RunningLab
 
@@ -119,14 +118,8 @@ def wait_for_line(lab: FaultsLab, since: int, word: str, seconds: float = 10) ->
 
 @pytest.fixture(scope="module")
 def lab():
-    running = RunningLab(1, prefix="faults-")
-    scratch = Path(tempfile.mkdtemp(prefix="faults-runs-"))
-    (scratch / "ansible-tmp").mkdir()
-    try:
+    with running_lab(1, "faults-") as (running, scratch):
         yield FaultsLab(running, scratch)
-    finally:
-        running.stop()
-        subprocess.run(["rm", "-rf", str(scratch)], check=False)
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from conftest import COLLECTIONS_ROOT, run_adhoc
+from conftest import COLLECTIONS_ROOT, run_adhoc, running_lab
 from ansible_collections.fleet.stapling.plugins.module_utils import ocsp_probe_run, staple_probe
 from fleetlab.testing import RunningLab, free_port_block
 
@@ -68,14 +67,8 @@ class ClientsLab:
 
 @pytest.fixture(scope="module")
 def lab():
-    running = RunningLab(len(HOSTS), prefix="fleet-staple-clients-")
-    scratch = Path(tempfile.mkdtemp(prefix="fleet-staple-clients-runs-"))
-    (scratch / "ansible-tmp").mkdir()
-    try:
+    with running_lab(len(HOSTS), "fleet-staple-clients-") as (running, scratch):
         yield ClientsLab(running, scratch)
-    finally:
-        running.stop()
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------- in this venv

@@ -17,13 +17,12 @@ import json
 import os
 import shlex
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import COLLECTIONS_ROOT, run_adhoc
+from conftest import COLLECTIONS_ROOT, run_adhoc, running_lab
 from fleetlab.staple_check import check_staple
 from fleetlab.testing import RunningLab
 
@@ -104,15 +103,8 @@ class LogLab:
 
 @pytest.fixture(scope="module")
 def lab():
-    running = RunningLab(3, prefix="fleet-stapling-log-")
-    scratch = Path(tempfile.mkdtemp(prefix="fleet-stapling-log-runs-"))
-    (scratch / "ansible-tmp").mkdir()
-    try:
+    with running_lab(3, "fleet-stapling-log-", faults_back_to_ok=True) as (running, scratch):
         yield LogLab(running, scratch)
-    finally:
-        running.cli("fault", "all", "ok", check=False)
-        running.stop()
-        subprocess.run(["rm", "-rf", str(scratch)], check=False)
 
 
 @pytest.fixture
