@@ -828,7 +828,7 @@ def reload_and_survive(module):
         module.warn(warning)
     result.update(lock_result(lock), repaired=repaired)
     if options["check_staples"]:
-        # imported here: only this call needs the OCSP and TLS client code, and every change run would load it
+        # imported here: only this call runs ocsp_probe's machinery, which every other run would load for nothing
         from ansible_collections.fleet.stapling.plugins.module_utils import reload_staple_check  # pylint: disable=import-outside-toplevel
         # after the lock is released: what clients see now needs no lock, and another run may go on meanwhile
         result["staples"] = reload_staple_check.check_staples(host, options["staple_timeout"], options["staple_settle"])
