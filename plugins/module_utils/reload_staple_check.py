@@ -17,7 +17,7 @@ made (neither pyOpenSSL nor the openssl command, a config that cannot be read no
 
 from __future__ import annotations
 
-from ansible_collections.fleet.stapling.plugins.module_utils import ocsp_probe_run, staple_probe, stapling_facts
+from ansible_collections.fleet.stapling.plugins.module_utils import ocsp_probe_run, staple_probe
 from ansible_collections.fleet.stapling.plugins.module_utils.stapling_change import STAPLING_ERRORS
 
 # a problem in any of these is the check's own, never Apache's
@@ -37,8 +37,7 @@ def check_staples(host, timeout, settle):
         return not_checked(staple_probe.NO_CLIENT_MESSAGE)
     try:
         settings = ocsp_probe_run.Settings(timeout=timeout, stapled_check="staple", settle=settle)
-        facts = stapling_facts.stapling_facts(host().parse())
-        _items, targets, skipped = ocsp_probe_run.discover_items(facts)
+        _items, targets, skipped = ocsp_probe_run.discover_on_host(host())
         report = ocsp_probe_run.run([], settings, targets)
     except CHECK_ERRORS as exc:
         return not_checked("the staples were not checked after the reload: %s" % exc)

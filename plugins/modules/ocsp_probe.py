@@ -810,7 +810,6 @@ from ansible_collections.fleet.stapling.plugins.module_utils import (
     certificates,
     ocsp_probe_run,
     staple_probe,
-    stapling_facts,
 )
 from ansible_collections.fleet.stapling.plugins.module_utils.apache_host import (
     INSTANCE_ARGUMENT_SPEC,
@@ -863,9 +862,8 @@ def gather(module, params, ca_bundle_certs):
     skipped = []
     if params["discover"]:
         host = discover_from_params(module_runner(module), params)
-        facts = stapling_facts.stapling_facts(host.parse())
-        found, found_targets, skipped = ocsp_probe_run.discover_items(
-            facts, ca_bundle_certs, params["url"], params["ip_version"])
+        found, found_targets, skipped = ocsp_probe_run.discover_on_host(
+            host, ca_bundle_certs, params["url"], params["ip_version"])
         items += found
         targets = found_targets + targets
     return items, targets, skipped
