@@ -6,21 +6,18 @@
 """What a certificate says about stapling: its OCSP URL, its issuer, its expiry and OCSP Must-Staple.
 
 All parsing is done by ``cryptography``. Modules run on the managed host with whatever cryptography its
-distribution ships, so the floor is old (``CRYPTOGRAPHY_FLOOR``, Ubuntu 22.04's) and newer APIs are used
-only when present, with a fallback that gives the same answer. ``cryptography_problem()`` says why the
-host's library cannot be used (missing, or older than the floor), for the modules to report.
+distribution ships, so the floor is old (cryptography_floor: Ubuntu 22.04's) and newer APIs are used
+only when present, with a fallback that gives the same answer. ``cryptography_problem()`` (from
+cryptography_floor) says why the host's library cannot be used (missing, or older than the floor).
 """
 
 from __future__ import annotations
 
 import binascii
 import datetime
-import re
-import sys
 import traceback
 
 try:
-    import cryptography
     from cryptography import x509
     from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
     from cryptography.hazmat.primitives import hashes
@@ -33,43 +30,12 @@ else:
     CRYPTOGRAPHY_IMPORT_ERROR = None
 
 from ansible_collections.fleet.stapling.plugins.module_utils import signatures
-
-# The oldest cryptography the modules are tested with (tests/tools/compat.sh): Ubuntu 22.04 ships it.
-CRYPTOGRAPHY_FLOOR = "3.4.8"
-
-
-def _release(version):
-    """(3, 4, 8) from "3.4.8", "38.0.4" or "42.0.0rc1": the leading numbers only."""
-    numbers = []
-    for part in version.split("."):
-        digits = re.match(r"\d+", part)
-        if digits is None:
-            break
-        numbers.append(int(digits.group()))
-    return tuple(numbers)
-
-
-def cryptography_problem(found=None):
-    """Why the modules cannot use this Python's cryptography (missing, too old), or None when they can."""
-    if found is None:
-        if not HAS_CRYPTOGRAPHY:
-            return ("the Python library cryptography (>= %s) is not installed for %s on the managed host; install "
-                    "the distribution's python3-cryptography or point ansible_python_interpreter at a Python "
-                    "that has it" % (CRYPTOGRAPHY_FLOOR, sys.executable))
-        found = cryptography.__version__
-    if _release(found) < _release(CRYPTOGRAPHY_FLOOR):
-        return ("cryptography %s is too old: fleet.stapling needs cryptography >= %s on the managed host (found "
-                "for %s); upgrade the distribution's python3-cryptography or point ansible_python_interpreter "
-                "at a Python with a newer one" % (found, CRYPTOGRAPHY_FLOOR, sys.executable))
-    return None
-
+from ansible_collections.fleet.stapling.plugins.module_utils.cryptography_floor import CertificateError
+# re-exported for the modules, which ask it before anything else
+from ansible_collections.fleet.stapling.plugins.module_utils.cryptography_floor import cryptography_problem  # noqa: F401 pylint: disable=unused-import
 
 _PEM_BEGIN = b"-----BEGIN CERTIFICATE-----"
 _PEM_END = b"-----END CERTIFICATE-----"
-
-
-class CertificateError(Exception):
-    """A certificate file could not be read or parsed; the message names the file."""
 
 
 def load_certificates(path):

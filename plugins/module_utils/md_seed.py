@@ -20,7 +20,7 @@ import email.utils
 import json
 import os
 
-from ansible_collections.fleet.stapling.plugins.module_utils import certificates, ocsp_client, stapling_facts
+from ansible_collections.fleet.stapling.plugins.module_utils import stapling_facts
 
 FETCH_TIMEOUT = 5
 
@@ -31,6 +31,8 @@ class SeedError(Exception):
 
 def load_pair(vhost):
     """The vhost's certificate and its issuer, from the files its facts name."""
+    # imported when a seed is fetched: every apache_stapling run loads this module, few of them seed the store
+    from ansible_collections.fleet.stapling.plugins.module_utils import certificates  # pylint: disable=import-outside-toplevel
     chain = certificates.load_certificates(vhost["certificate_file"])
     candidates = chain[1:] + stapling_facts.readable_certificates(vhost["chain_file"]) + \
         stapling_facts.readable_certificates(vhost["ca_certificate_file"])
@@ -42,6 +44,7 @@ def load_pair(vhost):
 
 def fetch(vhost, now, timeout=FETCH_TIMEOUT):
     """(the store record as bytes, valid until) of a fresh, verified response from the vhost's responder."""
+    from ansible_collections.fleet.stapling.plugins.module_utils import certificates, ocsp_client  # pylint: disable=import-outside-toplevel
     certificate, issuer = load_pair(vhost)
     url = vhost.get("force_url") or certificates.ocsp_url(certificate)
     try:

@@ -24,7 +24,7 @@ from ansible_collections.fleet.stapling.plugins.module_utils import (
 )
 from ansible_collections.fleet.stapling.plugins.module_utils.apache_config import ApacheConfigError
 from ansible_collections.fleet.stapling.plugins.module_utils.apache_host import ApacheHostError
-from ansible_collections.fleet.stapling.plugins.module_utils.certificates import CertificateError
+from ansible_collections.fleet.stapling.plugins.module_utils.cryptography_floor import CertificateError
 
 # Every failure a run reports to the operator as a plain message.
 STAPLING_ERRORS = (

@@ -15,7 +15,9 @@ from __future__ import annotations
 import os
 import re
 
-from ansible_collections.fleet.stapling.plugins.module_utils import apache_config, certificates
+from ansible_collections.fleet.stapling.plugins.module_utils import apache_config
+from ansible_collections.fleet.stapling.plugins.module_utils.cryptography_floor import CertificateError
+
 
 # Every mod_ssl stapling directive; all but SSLStaplingCache may also appear in a vhost.
 STAPLING_DIRECTIVES = (
@@ -166,16 +168,39 @@ def vhost_facts(config, vhost, ordinal, read_certificate=True, seen_certificates
     return facts
 
 
+def _certificates():
+    """The certificates module, loaded at the first certificate actually read: a run whose certificates' facts
+    all come from the cache (certificate_cache) never loads cryptography's x509 code."""
+    from ansible_collections.fleet.stapling.plugins.module_utils import certificates  # pylint: disable=import-outside-toplevel
+    if not certificates.HAS_CRYPTOGRAPHY:  # the package loads (the modules checked its version) but not its x509
+        raise CertificateError("cryptography cannot load its x509 support: %s"
+                               % certificates.CRYPTOGRAPHY_IMPORT_ERROR.strip().splitlines()[-1])
+    return certificates
+
+
+class _ReaderOnDemand(object):
+    """A certificates.CertificateReader, made when a certificate is first read (see _certificates)."""
+
+    def __init__(self):
+        self._reader = None
+
+    def __getattr__(self, name):
+        if self._reader is None:
+            self._reader = _certificates().CertificateReader()
+        return getattr(self._reader, name)
+
+
 def certificate_facts_or_error(files, reader):
     """``certificate_facts`` of (certificate, chain, CA file) and None, or None and why they cannot be read."""
     try:
         return certificate_facts(*files, reader=reader), None
-    except certificates.CertificateError as exc:
+    except CertificateError as exc:
         return None, str(exc)
 
 
 def certificate_facts(cert_file, chain_file, ca_file, reader=None):
     """What the served certificate says, and whether httpd will find its issuer (else AH02217)."""
+    certificates = _certificates()
     reader = reader or certificates.CertificateReader()
     chain = reader.certificate_file(cert_file)
     leaf = chain[0]
@@ -192,8 +217,8 @@ def readable_certificates(path, reader=None):
     if not path or not os.path.isfile(path):
         return []
     try:
-        return reader.shared_file(path) if reader else certificates.load_certificates(path)
-    except certificates.CertificateError:
+        return reader.shared_file(path) if reader else _certificates().load_certificates(path)
+    except CertificateError:
         return []
 
 
@@ -257,7 +282,7 @@ def stapling_facts(config, read_certificates=True, seen_certificates=None, cache
     vhosts = []
     per_file = {}
     seen_certificates = {} if seen_certificates is None else seen_certificates
-    reader = certificates.CertificateReader()
+    reader = _ReaderOnDemand()
     with apache_config.cycle_collection_paused():
         for vhost in config.virtual_hosts():
             ordinal = per_file[vhost.path] = per_file.get(vhost.path, -1) + 1

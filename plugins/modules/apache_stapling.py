@@ -617,10 +617,9 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleet.stapling.plugins.module_utils import (
     apache_instance,
-    apache_reload,
     apache_write,
     certificate_cache,
-    certificates,
+    cryptography_floor,
     host_lock,
     run_journal,
     stapling_census,
@@ -694,9 +693,9 @@ def main():
         except (apache_write.WriteError, OSError) as exc:
             module.fail_json(msg="discarding backups failed: %s" % exc)
         module.exit_json(changed=bool(removed), removed_files=removed)
-    cryptography_problem = certificates.cryptography_problem()
+    cryptography_problem = cryptography_floor.cryptography_problem()
     if cryptography_problem:
-        module.fail_json(msg=cryptography_problem, exception=certificates.CRYPTOGRAPHY_IMPORT_ERROR)
+        module.fail_json(msg=cryptography_problem, exception=cryptography_floor.CRYPTOGRAPHY_IMPORT_ERROR)
 
     run = module_runner(module)
     lock = None
@@ -790,6 +789,8 @@ def reload_and_survive(module):
     options = module.params["reload"]
     if module.check_mode:
         module.exit_json(changed=True, reloaded=False, reloads=0, removed_files=[], checked_targets=[])
+    # imported here: its TLS handshakes load pyOpenSSL and the OCSP client, which a change never needs
+    from ansible_collections.fleet.stapling.plugins.module_utils import apache_reload  # pylint: disable=import-outside-toplevel
     run = module_runner(module)
     found = {}
 
