@@ -354,7 +354,8 @@ def render_report(results: list[dict], repeat: int, sizes: str) -> str:
         lines.append(
             f"| {figures['size']} | {best['ctl -t']:.2f} s | {best['graceful reload']:.2f} s | {best['ping']:.2f} s | "
             f"{net(figures, STARTUP):.2f} s ({module[STARTUP]['seconds']:.2f} s, "
-            f"{module[STARTUP]['maxrss_kib'] / 1024:.0f} MiB) | {net(figures, 'apache_stapling_info'):.2f} s ({module['apache_stapling_info']['seconds']:.2f} s) | "
+            f"{module[STARTUP]['maxrss_kib'] / 1024:.0f} MiB) | "
+            f"{net(figures, 'apache_stapling_info'):.2f} s ({module['apache_stapling_info']['seconds']:.2f} s) | "
             f"{first:.2f} s ({first / best['ctl -t']:.1f}x) | "
             f"{check:.2f} s ({module['apache_stapling check mode']['seconds']:.2f} s) | "
             f"{check / best['ctl -t']:.1f}x | {real:.2f} s ({module['apache_stapling real run']['seconds']:.2f} s) | "
