@@ -421,7 +421,10 @@ selected_vhosts:
   elements: str
   sample: ["shop.example.com (/etc/apache2/sites-enabled/shop.conf:1)"]
 stapling:
-  description: The stapling facts after the change (in check mode, as they would be), see M(fleet.stapling.apache_stapling_info).
+  description:
+    - The server-scope stapling settings after the change (in check mode, as they would be), as
+      M(fleet.stapling.apache_stapling_info) names them. Each vhost's facts are that module's (on a shared host they
+      were most of this result); RV(vhosts_stapling) says which vhosts staple.
   returned: always
   type: dict
   contains:
@@ -429,16 +432,17 @@ stapling:
       description: Server-scope stapling settings.
       type: dict
       returned: always
-    vhosts:
-      description:
-        - One entry per SSL vhost with C(id) (its name, file and line), C(stapling) and C(stapling_engine), as
-          M(fleet.stapling.apache_stapling_info) names them. The rest of a vhost's facts and its certificate's are
-          left out (on a shared host they were most of the result); ask M(fleet.stapling.apache_stapling_info) for
-          them.
-      type: list
-      elements: dict
-      returned: always
-  sample: {server: {stapling: false, stapling_cache: "shmcb:/run/apache2/ssl_stapling(128000)"}, vhosts: []}
+  sample: {server: {stapling: false, stapling_cache: "shmcb:/run/apache2/ssl_stapling(128000)"}}
+vhosts_stapling:
+  description:
+    - The SSL vhosts that staple after the change (in check mode, that would staple), by C(id) (name, file and line)
+      as M(fleet.stapling.apache_stapling_info) names them; with mod_ssl or mod_md alike.
+    - A list of names rather than an entry per vhost, since on a host with thousands of vhosts a dict per vhost was
+      most of what Ansible had to walk, send and decode.
+  returned: when the stapling state or settings were asked for (not with O(undo), O(reload) or O(discard_backups))
+  type: list
+  elements: str
+  sample: ["www.example.com (/etc/apache2/sites-enabled/www.conf:1)"]
 census:
   description:
     - The host's certificates per issuing CA after the change (in check mode, as they would be), counted as
@@ -638,11 +642,6 @@ from ansible_collections.fleet.stapling.plugins.module_utils.apache_host import 
 )
 from ansible_collections.fleet.stapling.plugins.module_utils.short_lived_process import without_cycle_collection
 
-# What the result says of each vhost after the change; the rest of a vhost's facts is apache_stapling_info's.
-# The id names the vhost and where it is; every further key is another string per vhost that Ansible walks and
-# encodes (at 5,000 vhosts each one cost about 0.1 s of the module's run).
-VHOST_RESULT_KEYS = ("id", "stapling", "stapling_engine")
-
 
 def main():
     without_cycle_collection()
@@ -743,10 +742,9 @@ def change_or_undo(module, host, run, journal):
                                    "problem": cache.problem}
     # counted from the full facts, before they are cut down below
     result["census"] = stapling_census.host_census(result["stapling"]["vhosts"])
-    # what each vhost now does, not everything apache_stapling_info says about it (its certificate's facts
-    # made up most of a large host's result, and Ansible encodes every byte of it)
-    result["stapling"]["vhosts"] = [dict((key, vhost.get(key)) for key in VHOST_RESULT_KEYS)
-                                    for vhost in result["stapling"]["vhosts"]]
+    # which vhosts staple now, by name: a dict per vhost (let alone everything apache_stapling_info says of it)
+    # was most of a large host's result, and Ansible walks, sends and decodes every one on both sides
+    result["vhosts_stapling"] = [vhost["id"] for vhost in result["stapling"].pop("vhosts") if vhost["stapling"]]
     # _diff is AnsibleModule's own flag for --diff
     if not module._diff:  # pylint: disable=protected-access
         result.pop("diff", None)

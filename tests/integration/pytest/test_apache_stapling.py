@@ -205,7 +205,7 @@ def test_disable_everything_stops_every_staple_and_changes_only_stapling_lines(f
     assert_succeeded(result)
     assert result["changed"] is True
     assert {change["vhost"].split(" ", 1)[0] for change in result["vhost_changes"]} == server_names(host)
-    assert not any(v["stapling"] for v in result["stapling"]["vhosts"])
+    assert result["vhosts_stapling"] == []
     after = snapshot(root)
     changed = changed_entries(before, after)
     assert changed == relative_real_paths(root, result["changed_files"])
@@ -301,7 +301,7 @@ def test_enable_after_disable_staples_good_again(fleet, host):
     assert_succeeded(result)
     assert result["changed"] is True
     # every vhost whose certificate names a responder staples; new-beta (no OCSP URL) stays off in its own scope
-    off = {v["id"].split(" (")[0] for v in result["stapling"]["vhosts"] if not v["stapling"]}
+    off = server_names(host) - names_of(result["vhosts_stapling"])
     assert off == server_names(host, kind="no-ocsp-url") == names_of(result["off_without_url"]), result
     fleet.reload(host["name"])
     assert_clients_see(fleet, host["name"], expected_staples(host))
